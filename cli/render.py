@@ -1,0 +1,228 @@
+"""Human-readable text for migrations, lists and the agents' reports (the CLI's non-JSON output)."""
+from __future__ import annotations
+
+import json
+
+from google.protobuf import json_format
+
+from dbmigrate.v1 import common_pb2, coordinator_pb2, events_pb2
+
+ENDS = {events_pb2.COMPLETED, events_pb2.DENIED, events_pb2.FAILED, events_pb2.CANCELLED, events_pb2.ROLLED_BACK}
+
+
+def to_json(message) -> str:
+    """The protobuf JSON form (proto field names, defaults included) for scripts."""
+    return json.dumps(to_dict(message), indent=2, sort_keys=False)
+
+
+def to_dict(message) -> dict:
+    return json_format.MessageToDict(message, always_print_fields_with_no_presence=True,
+                                     preserving_proto_field_name=True)
+
+
+def phase(value: int) -> str:
+    return events_pb2.Phase.Name(value)
+
+
+def risk(value: int) -> str:
+    return "-" if not value else common_pb2.Risk.Name(value).removeprefix("RISK_")
+
+
+def recommendation(value: int) -> str:
+    return "-" if not value else common_pb2.Recommendation.Name(value)
+
+
+def severity(value: int) -> str:
+    return common_pb2.Severity.Name(value) if value else "-"
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def table(headers: list[str], rows: list[list], max_width: int = 60) -> str:
+    """A plain aligned text table; long cells are cut with an ellipsis."""
+    cells = [[_cut(str(c), max_width) for c in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip(),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    return "\n".join(lines)
+
+
+def _cut(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def migration(m: coordinator_pb2.Migration) -> str:
+    lines = [
+        f"migration      {m.id}" + (f"  ({m.name})" if m.name else ""),
+        f"phase          {phase(m.phase)}" + ("  (rollback pending)" if m.rollback_pending else ""),
+        f"source         {m.source_url}",
+        f"target         {m.target_url}",
+        f"advisor        {common_pb2.AdvisorKind.Name(m.advisor or common_pb2.RULES).lower()}",
+        f"risk           {risk(m.risk)}",
+        f"recommendation {recommendation(m.recommendation)}",
+    ]
+    if m.created_at.seconds:
+        lines.append(f"created        {m.created_at.ToDatetime():%Y-%m-%d %H:%M:%S} UTC")
+    if m.updated_at.seconds:
+        lines.append(f"updated        {m.updated_at.ToDatetime():%Y-%m-%d %H:%M:%S} UTC")
+    if m.approval_comment:
+        lines.append(f"approved with  {m.approval_comment}")
+    if m.deny_reason:
+        lines.append(f"denied because {m.deny_reason}")
+    if m.error:
+        lines.append(f"error          {m.error}")
+    if m.secrets_missing:
+        lines.append("secrets        MISSING: the coordinator lost this migration's passwords; supply them "
+                     "(SupplySecrets or DBMIGRATE_SECRET_* and a restart) before it can go on")
+    if m.tables:
+        rows = []
+        for t in m.tables:
+            done = f"{t.rows:,}" + (f" / {t.total_rows:,}" if t.total_rows else "")
+            parts = f"{t.parts_done}/{t.parts}" if t.parts > 1 else ""
+            rows.append([t.table, t.status, done, human_bytes(t.bytes), parts, t.error])
+        lines += ["", table(["table", "status", "rows", "bytes", "parts", "error"], rows)]
+    hint = next_step(m)
+    if hint:
+        lines += ["", hint]
+    return "\n".join(lines)
+
+
+def next_step(m: coordinator_pb2.Migration) -> str:
+    if m.phase == events_pb2.CREATED:
+        return f"next: dbmigrate start {m.id}"
+    if m.phase == events_pb2.AWAITING_APPROVAL:
+        return (f"waiting for approval (recommendation {recommendation(m.recommendation)}, risk {risk(m.risk)}); "
+                f"read `dbmigrate report {m.id}`, then `dbmigrate approve {m.id}` or "
+                f"`dbmigrate deny {m.id} --reason TEXT`")
+    return ""
+
+
+def migration_list(ms) -> str:
+    if not ms:
+        return "no migrations yet; create one with `dbmigrate create --source URL --target URL`"
+    rows = [[m.id, phase(m.phase), risk(m.risk), recommendation(m.recommendation),
+             f"{m.created_at.ToDatetime():%Y-%m-%d %H:%M}" if m.created_at.seconds else "", m.name]
+            for m in ms]
+    return table(["id", "phase", "risk", "recommendation", "created (UTC)", "name"], rows)
+
+
+def _findings(findings) -> str:
+    if not findings:
+        return "findings: none"
+    rows = [[severity(f.severity), f.code, f.object, f.message, f.remedy] for f in findings]
+    return "findings:\n" + table(["severity", "code", "object", "message", "remedy"], rows, 50)
+
+
+def discovery(r: common_pb2.DiscoveryReport) -> str:
+    lines = ["== discovery"]
+    if r.summary:
+        lines.append(r.summary)
+    for side, s in (("source", r.source), ("target", r.target)):
+        if s.version:
+            lines.append(f"{side}: PostgreSQL {s.version}, {s.encoding}, {human_bytes(s.size_bytes)}"
+                         + (f", extensions {', '.join(s.extensions_installed)}" if s.extensions_installed else ""))
+    lines.append(f"tables: {len(r.tables)}" + (f" ({sum(t.row_estimate for t in r.tables):,} rows estimated, "
+                                               f"{human_bytes(sum(t.bytes for t in r.tables))})" if r.tables else ""))
+    lines.append(_findings(r.findings))
+    if r.advisor:
+        lines.append(f"advisor: {r.advisor}" + (f" ({r.advisor_note})" if r.advisor_note else ""))
+    return "\n".join(lines)
+
+
+def validation(r: common_pb2.ValidationReport) -> str:
+    lines = ["== validation", f"passed: {'yes' if r.passed else 'NO'}"]
+    if r.summary:
+        lines.append(r.summary)
+    if r.rows_per_second:
+        lines.append(f"sample throughput: {r.rows_per_second:,.0f} rows/s, {human_bytes(r.bytes_per_second)}/s")
+    if r.tables:
+        rows = [[t.table, f"{t.rows_sampled:,}", "yes" if t.passed else "NO", t.copy_format,
+                 f"{t.rows_per_second:,.0f}", t.reason] for t in r.tables]
+        lines.append(table(["table", "rows sampled", "passed", "format", "rows/s", "reason"], rows))
+    lines.append(_findings(r.findings))
+    return "\n".join(lines)
+
+
+def generation(r: common_pb2.GenerationReport) -> str:
+    lines = ["== generation", f"risk: {risk(r.risk)}", f"recommendation: {recommendation(r.recommendation)}"]
+    if r.summary:
+        lines.append(r.summary)
+    if r.reasons:
+        lines.append("reasons:")
+        lines += [f"  - {reason}" for reason in r.reasons]
+    lines.append(_findings(r.findings))
+    p = r.plan
+    if p.steps or p.tables:
+        lines.append(f"plan: {len(p.tables)} tables, {p.jobs} jobs"
+                     + (f", about {p.estimated_seconds:,.0f} s" if p.estimated_seconds else "")
+                     + (f", target needs {human_bytes(p.target_disk_bytes)}" if p.target_disk_bytes else ""))
+        for s in sorted(p.steps, key=lambda s: s.order):
+            lines.append(f"  {s.order}. {s.name}" + (f": {s.description}" if s.description else ""))
+        if p.tables:
+            rows = [[t.order, f"{t.schema}.{t.name}", f"{t.rows:,}", human_bytes(t.bytes), t.parts or 1]
+                    for t in sorted(p.tables, key=lambda t: t.order)]
+            lines.append(table(["order", "table", "rows", "bytes", "parts"], rows))
+    if r.advisor:
+        lines.append(f"advisor: {r.advisor}" + (f" ({r.advisor_note})" if r.advisor_note else ""))
+    return "\n".join(lines)
+
+
+def execution(r: common_pb2.ExecutionReport) -> str:
+    lines = ["== execution", f"verified: {'yes' if r.verified else 'NO'}"]
+    if r.summary:
+        lines.append(r.summary)
+    lines.append(f"copied {r.rows:,} rows, {human_bytes(r.bytes)} in {r.seconds:,.1f} s")
+    if r.tables:
+        rows = [[t.table, f"{t.source_rows:,}", f"{t.target_rows:,}", "yes" if t.verified else "NO",
+                 f"{t.seconds:,.1f}", human_bytes(t.bytes), t.copy_format, t.error] for t in r.tables]
+        lines.append(table(["table", "source rows", "target rows", "verified", "seconds", "bytes", "format", "error"],
+                           rows))
+    return "\n".join(lines)
+
+
+def verification(r: common_pb2.VerifyReport) -> str:
+    lines = ["== verification", f"equal: {'yes' if r.equal else 'NO'}"]
+    if r.summary:
+        lines.append(r.summary)
+    if r.seconds:
+        lines.append(f"compared in {r.seconds:,.1f} s")
+    differing = [t for t in r.tables if not t.equal]
+    if r.tables:
+        lines.append(f"tables compared: {len(r.tables)}, differing: {len(differing)}")
+    if differing:
+        rows = [[t.table, f"{t.source_rows:,}", f"{t.target_rows:,}", t.missing_total, t.extra_total,
+                 t.changed_total, t.note] for t in differing]
+        lines.append(table(["table", "source rows", "target rows", "missing", "extra", "changed", "note"], rows))
+        for t in differing:
+            for d in t.rows[:10]:
+                lines.append(f"  {t.table}: {d.kind} {d.key} {d.detail}".rstrip())
+    if r.objects:
+        rows = [[o.kind, o.name, o.difference, o.detail] for o in r.objects]
+        lines.append(table(["kind", "object", "difference", "detail"], rows))
+    return "\n".join(lines)
+
+
+RENDERERS = {"discovery": discovery, "validation": validation, "generation": generation,
+             "execution": execution, "verification": verification}
+
+
+def report(r: coordinator_pb2.Report, agent: str = "") -> str:
+    parts = []
+    for name, render in RENDERERS.items():
+        if agent and agent != name:
+            continue
+        if r.HasField(name):
+            parts.append(render(getattr(r, name)))
+        elif agent:
+            parts.append(f"== {name}\nno {name} report yet")
+    if not parts:
+        return f"no reports yet for migration {r.id}; they appear as its phases complete"
+    return "\n\n".join(parts)

@@ -1,0 +1,112 @@
+"""The Coordinator gRPC API: commands and queries over the engine, errors as status codes."""
+from __future__ import annotations
+
+import grpc
+
+from coordinator.state import Workflow
+from coordinator.workflow import DEADLINES, Engine
+from dbmigrate.v1 import agents_pb2, common_pb2, coordinator_pb2, coordinator_pb2_grpc
+from services.common.errors import InvalidInput
+from services.common.pg import display_url, parse_url
+from services.common.server import service_errors
+
+AGENTS = ("discovery", "validation", "generation", "execution", "verification")
+
+
+def _require_id(wid: str) -> str:
+    wid = (wid or "").strip()
+    if not wid:
+        raise InvalidInput("a migration id is required")
+    if len(wid) > 64 or not all(c.isalnum() or c in "-_" for c in wid):
+        raise InvalidInput(f"{wid[:40]!r} is not a migration id (letters, digits, - and _)")
+    return wid
+
+
+def to_migration(wf: Workflow, engine: Engine) -> coordinator_pb2.Migration:
+    c = wf.creation
+    m = coordinator_pb2.Migration(
+        id=wf.id, name=wf.name, phase=wf.phase, source=c.source, target=c.target, options=c.options,
+        advisor=c.advisor.kind or common_pb2.RULES, risk=wf.risk, recommendation=wf.recommendation, error=wf.error,
+        version=wf.version, last_seq=wf.last_seq, approval_comment=wf.approval_comment, deny_reason=wf.deny_reason,
+        secrets_missing=engine.secrets_missing(wf), source_url=display_url(c.source), target_url=display_url(c.target),
+        steps_done=sorted(wf.steps_done), rollback_pending=wf.rollback_pending)
+    m.created_at.FromMicroseconds(wf.created_at)
+    m.updated_at.FromMicroseconds(wf.updated_at)
+    for t in wf.tables:
+        m.tables.add(table=t.table, rows=t.rows, bytes=t.bytes, total_rows=t.total_rows, total_bytes=t.total_bytes,
+                     rows_per_second=t.rows_per_second, eta_seconds=t.eta_seconds, status=t.status, error=t.error,
+                     parts_done=t.parts_done, parts=t.parts)
+    return m
+
+
+@service_errors(coordinator_pb2_grpc.CoordinatorServicer)
+class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def _m(self, wf: Workflow) -> coordinator_pb2.Migration:
+        return to_migration(wf, self.engine)
+
+    async def CreateMigration(self, request, context):
+        return self._m(self.engine.create(request))
+
+    async def StartMigration(self, request, context):
+        return self._m(self.engine.start(_require_id(request.id)))
+
+    async def GetMigration(self, request, context):
+        return self._m(self.engine.get(_require_id(request.id)))
+
+    async def ListMigrations(self, request, context):
+        if request.limit < 0:
+            raise InvalidInput("limit must not be negative")
+        states = sorted(self.engine.states.values(), key=lambda w: (w.created_at, w.id), reverse=True)
+        if request.limit:
+            states = states[:request.limit]
+        return coordinator_pb2.ListMigrationsResponse(migrations=[self._m(w) for w in states])
+
+    async def Approve(self, request, context):
+        return self._m(self.engine.approve(_require_id(request.id), request.comment))
+
+    async def Deny(self, request, context):
+        return self._m(self.engine.deny(_require_id(request.id), request.reason))
+
+    async def Cancel(self, request, context):
+        return self._m(self.engine.cancel(_require_id(request.id), request.reason))
+
+    async def Rollback(self, request, context):
+        return self._m(self.engine.rollback(_require_id(request.id), request.reason))
+
+    async def SupplySecrets(self, request, context):
+        return self._m(self.engine.supply_secrets(_require_id(request.id), request.source_password,
+                                                  request.target_password, request.advisor_api_key))
+
+    async def WatchEvents(self, request, context):
+        if request.workflow_id:
+            self.engine.get(_require_id(request.workflow_id))
+        if request.from_seq < 0:
+            raise InvalidInput("from_seq must not be negative")
+        async for ev in self.engine.watch(request.workflow_id, request.from_seq, request.follow):
+            yield ev
+
+    async def GetReport(self, request, context):
+        wf = self.engine.get(_require_id(request.id))
+        agent = request.agent.strip().lower()
+        if agent and agent not in AGENTS:
+            raise InvalidInput(f"unknown agent {request.agent!r}; use one of {', '.join(AGENTS)}")
+        report = coordinator_pb2.Report(id=wf.id)
+        for name, blob in (("discovery", wf.discovery), ("validation", wf.validation),
+                           ("generation", wf.generation), ("execution", wf.execution),
+                           ("verification", wf.verification)):
+            if blob and (not agent or agent == name):
+                getattr(report, name).ParseFromString(blob)
+        return report
+
+    async def VerifyDatabases(self, request, context):
+        source = parse_url(request.source_url, "source URL")
+        target = parse_url(request.target_url, "target URL")
+        req = agents_pb2.VerifyRequest(source=source, target=target, options=request.options,
+                                       max_rows_reported=request.max_rows_reported)
+        try:
+            return await self.engine.agents.validation.Verify(req, timeout=DEADLINES["verify"])
+        except grpc.aio.AioRpcError as err:
+            await context.abort(err.code(), f"validation agent: {err.details()}")

@@ -1,0 +1,336 @@
+"""Workflow state as a pure fold over events: apply(state, event) -> state, no clock, no I/O."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from dbmigrate.v1 import common_pb2, events_pb2
+from services.common.errors import DBMigrateError
+
+P = events_pb2  # Phase values live in the events module
+
+RUNNING_PHASES = {P.DISCOVERING, P.VALIDATING, P.PLANNING, P.EXECUTING, P.ROLLING_BACK}
+END_PHASES = {P.COMPLETED, P.DENIED, P.FAILED, P.CANCELLED, P.ROLLED_BACK}
+
+
+class UnknownEvent(DBMigrateError):
+    """An event type the fold does not know: replay stops rather than skipping a fact."""
+
+
+class OutOfOrderEvent(DBMigrateError):
+    """An event whose version does not follow the state's version."""
+
+
+@dataclass(frozen=True)
+class TableState:
+    table: str
+    rows: int = 0
+    bytes: int = 0
+    total_rows: int = 0
+    total_bytes: int = 0
+    rows_per_second: float = 0.0
+    eta_seconds: float = 0.0
+    status: str = "pending"
+    error: str = ""
+    parts_done: int = 0
+    parts: int = 1
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """Everything the coordinator knows about one migration. Reports are kept serialized (immutable)."""
+
+    id: str
+    version: int
+    last_seq: int
+    created_at: int            # microseconds since the epoch, from the event
+    updated_at: int
+    name: str
+    created: bytes             # MigrationCreated: redacted connections, options, advisor
+    phase: int = P.CREATED
+    started: bool = False
+    discovery: bytes = b""
+    validation: bytes = b""
+    generation: bytes = b""
+    execution: bytes = b""
+    verification: bytes = b""
+    risk: int = 0
+    recommendation: int = 0
+    blockers: tuple[str, ...] = ()
+    error: str = ""
+    approval_comment: str = ""
+    deny_reason: str = ""
+    baseline: bytes = b""
+    baseline_recorded: bool = False
+    execution_attempts: int = 0
+    agent_failures: int = 0
+    steps_done: frozenset[str] = frozenset()
+    units_done: frozenset[str] = frozenset()
+    tables_verified: frozenset[str] = frozenset()
+    tables: tuple[TableState, ...] = ()
+    cancel_requested: bool = False
+    rollback_pending: bool = False
+    rolled_back: bool = False
+
+    @property
+    def creation(self) -> events_pb2.MigrationCreated:
+        msg = events_pb2.MigrationCreated()
+        msg.ParseFromString(self.created)
+        return msg
+
+    @property
+    def options(self) -> common_pb2.MigrationOptions:
+        return self.creation.options
+
+    def table(self, name: str) -> TableState | None:
+        for t in self.tables:
+            if t.table == name:
+                return t
+        return None
+
+
+def replace(obj, **changes):
+    """A copy of a frozen dataclass with some fields changed.
+
+    dataclasses.replace runs __init__ over every field; copying the instance dict is several times
+    faster, and replay speed is what a restart waits on. The result is as frozen as the original.
+    """
+    new = object.__new__(type(obj))
+    new.__dict__.update(obj.__dict__)
+    new.__dict__.update(changes)
+    return new
+
+
+def _micros(ev: events_pb2.WorkflowEvent) -> int:
+    return ev.time.seconds * 1_000_000 + ev.time.nanos // 1000
+
+
+def _with_table(wf: Workflow, name: str, **changes) -> Workflow:
+    tables = list(wf.tables)
+    for i, t in enumerate(tables):
+        if t.table == name:
+            tables[i] = replace(t, **changes)
+            return replace(wf, tables=tuple(tables))
+    tables.append(replace(TableState(table=name), **changes))
+    return replace(wf, tables=tuple(tables))
+
+
+# ---- one mutator per event type ----
+
+def _started(wf, ev):
+    return replace(wf, started=True, phase=P.DISCOVERING)
+
+
+def _phase_started(wf, ev):
+    return replace(wf, phase=ev.phase_started.phase)
+
+
+def _agent_call_failed(wf, ev):
+    return replace(wf, agent_failures=wf.agent_failures + 1)
+
+
+def _discovery_completed(wf, ev):
+    return replace(wf, discovery=ev.discovery_completed.report.SerializeToString(), phase=P.VALIDATING)
+
+
+def _validation_completed(wf, ev):
+    return replace(wf, validation=ev.validation_completed.report.SerializeToString(), phase=P.PLANNING)
+
+
+def _plan_generated(wf, ev):
+    report = ev.plan_generated.report
+    blockers = [f"{f.code}: {f.message}" for f in report.findings if f.severity == common_pb2.BLOCKER]
+    validation = common_pb2.ValidationReport()
+    validation.ParseFromString(wf.validation)
+    if not validation.passed:
+        blockers.append("VALIDATION_FAILED: the sample test migration did not pass")
+    tables = tuple(TableState(table=f"{t.schema}.{t.name}", total_rows=t.rows, total_bytes=t.bytes,
+                              parts=max(1, t.parts)) for t in report.plan.tables)
+    return replace(wf, generation=report.SerializeToString(), risk=report.risk,
+                   recommendation=report.recommendation, blockers=tuple(blockers), tables=tables)
+
+
+def _approval_requested(wf, ev):
+    return replace(wf, phase=P.AWAITING_APPROVAL)
+
+
+def _approved(wf, ev):
+    return replace(wf, phase=P.EXECUTING, approval_comment=ev.approved.comment)
+
+
+def _denied(wf, ev):
+    return replace(wf, phase=P.DENIED, deny_reason=ev.denied.reason)
+
+
+def _baseline(wf, ev):
+    return replace(wf, baseline=ev.target_baseline_recorded.baseline.SerializeToString(), baseline_recorded=True)
+
+
+def _execution_attempted(wf, ev):
+    return replace(wf, execution_attempts=ev.execution_attempted.attempt)
+
+
+def _step_started(wf, ev):
+    return wf
+
+
+def _step_completed(wf, ev):
+    return replace(wf, steps_done=wf.steps_done | {ev.step_completed.step})
+
+
+def _table_progress(wf, ev):
+    p = ev.table_progress
+    t = wf.table(p.table)
+    status = "copying" if t is None or t.status in ("pending", "copying") else t.status
+    return _with_table(wf, p.table, rows=p.rows, bytes=p.bytes, total_rows=p.total_rows or (t.total_rows if t else 0),
+                       total_bytes=p.total_bytes or (t.total_bytes if t else 0),
+                       rows_per_second=p.rows_per_second, eta_seconds=p.eta_seconds, status=status)
+
+
+def _table_copied(wf, ev):
+    c = ev.table_copied
+    if c.unit in wf.units_done:
+        return wf
+    wf = replace(wf, units_done=wf.units_done | {c.unit})
+    t = wf.table(c.table)
+    parts = max(1, c.parts or (t.parts if t else 1))
+    done = (t.parts_done if t else 0) + 1
+    changes = dict(parts_done=min(done, parts), parts=parts)
+    if done >= parts:
+        changes.update(status="copied", eta_seconds=0.0)
+        if t is None or c.parts <= 1:
+            changes.update(rows=c.rows, bytes=c.bytes)
+    return _with_table(wf, c.table, **changes)
+
+
+def _table_verified(wf, ev):
+    r = ev.table_verified.result
+    return _with_table(replace(wf, tables_verified=wf.tables_verified | {r.table}), r.table,
+                       status="verified", rows=r.target_rows, eta_seconds=0.0,
+                       total_rows=max(r.source_rows, 0), error="")
+
+
+def _table_failed(wf, ev):
+    f = ev.table_failed
+    return _with_table(wf, f.table, status="failed", error=f.error)
+
+
+def _log(wf, ev):
+    return wf
+
+
+def _execution_finished(wf, ev):
+    return replace(wf, execution=ev.execution_finished.report.SerializeToString())
+
+
+def _verification_completed(wf, ev):
+    return replace(wf, verification=ev.verification_completed.report.SerializeToString())
+
+
+def _completed(wf, ev):
+    report = ev.migration_completed.report
+    return replace(wf, phase=P.COMPLETED, execution=report.SerializeToString() if report.ByteSize() else wf.execution)
+
+
+def _failed(wf, ev):
+    f = ev.migration_failed
+    return replace(wf, phase=P.FAILED, error=f.error, rollback_pending=f.rollback_pending)
+
+
+def _cancel_requested(wf, ev):
+    return replace(wf, cancel_requested=True)
+
+
+def _cancelled(wf, ev):
+    c = ev.migration_cancelled
+    return replace(wf, phase=P.CANCELLED, error=c.reason, rollback_pending=c.rollback_pending)
+
+
+def _rollback_requested(wf, ev):
+    return replace(wf, phase=P.ROLLING_BACK, rollback_pending=True)
+
+
+def _rolled_back(wf, ev):
+    # An explicit rollback ends ROLLED_BACK; the automatic one after a failure or cancel keeps that end.
+    return replace(wf, rollback_pending=False, rolled_back=True,
+                   phase=P.ROLLED_BACK if wf.phase == P.ROLLING_BACK else wf.phase)
+
+
+def _rollback_failed(wf, ev):
+    err = f"rollback failed: {ev.rollback_failed.error}"
+    phase = P.FAILED if wf.phase == P.ROLLING_BACK else wf.phase
+    return replace(wf, rollback_pending=False, error=err, phase=phase)
+
+
+MUTATORS: dict[str, Callable[[Workflow, events_pb2.WorkflowEvent], Workflow]] = {
+    "migration_started": _started,
+    "phase_started": _phase_started,
+    "agent_call_failed": _agent_call_failed,
+    "discovery_completed": _discovery_completed,
+    "validation_completed": _validation_completed,
+    "plan_generated": _plan_generated,
+    "approval_requested": _approval_requested,
+    "approved": _approved,
+    "denied": _denied,
+    "target_baseline_recorded": _baseline,
+    "execution_attempted": _execution_attempted,
+    "step_started": _step_started,
+    "step_completed": _step_completed,
+    "table_progress": _table_progress,
+    "table_copied": _table_copied,
+    "table_verified": _table_verified,
+    "table_failed": _table_failed,
+    "log": _log,
+    "execution_finished": _execution_finished,
+    "verification_completed": _verification_completed,
+    "migration_completed": _completed,
+    "migration_failed": _failed,
+    "cancel_requested": _cancel_requested,
+    "migration_cancelled": _cancelled,
+    "rollback_requested": _rollback_requested,
+    "rolled_back": _rolled_back,
+    "rollback_failed": _rollback_failed,
+}
+
+
+def apply(state: Workflow | None, ev: events_pb2.WorkflowEvent) -> Workflow:
+    """The next state after `ev`. Raises UnknownEvent for a type it does not know."""
+    kind = ev.WhichOneof("payload")
+    if kind is None:
+        raise UnknownEvent(f"event {ev.workflow_id}:{ev.version} (seq {ev.seq}) has a type this coordinator "
+                           "does not know; upgrade the coordinator before replaying this log")
+    if kind == "migration_created":
+        if state is not None or ev.version != 1:
+            raise OutOfOrderEvent(f"workflow {ev.workflow_id}: migration_created at version {ev.version}")
+        c = ev.migration_created
+        t = _micros(ev)
+        return Workflow(id=ev.workflow_id, version=1, last_seq=ev.seq, created_at=t, updated_at=t,
+                        name=c.name, created=c.SerializeToString())
+    if state is None:
+        raise OutOfOrderEvent(f"workflow {ev.workflow_id}: {kind} before migration_created")
+    if ev.version != state.version + 1:
+        raise OutOfOrderEvent(f"workflow {ev.workflow_id}: version {ev.version} after {state.version}")
+    mutator = MUTATORS.get(kind)
+    if mutator is None:
+        raise UnknownEvent(f"event type {kind!r} (seq {ev.seq}) has no handler in this coordinator")
+    new = mutator(state, ev)
+    stamp = {"version": ev.version, "last_seq": ev.seq, "updated_at": _micros(ev)}
+    if new is state:
+        return replace(state, **stamp)
+    new.__dict__.update(stamp)  # `new` is a fresh copy made by the mutator: nobody else holds it yet
+    return new
+
+
+def replay(events: Iterable[events_pb2.WorkflowEvent]) -> dict[str, Workflow]:
+    """Every workflow's state from its events, in log order."""
+    states: dict[str, Workflow] = {}
+    for ev in events:
+        states[ev.workflow_id] = apply(states.get(ev.workflow_id), ev)
+    return states
+
+
+def checkpoint(wf: Workflow):
+    """What the execution agent has already done, from the events (for a resumed Execute call)."""
+    from dbmigrate.v1 import agents_pb2
+    return agents_pb2.ExecutionCheckpoint(steps_done=sorted(wf.steps_done), units_done=sorted(wf.units_done),
+                                          tables_verified=sorted(wf.tables_verified))

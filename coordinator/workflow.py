@@ -1,0 +1,541 @@
+"""Drives each migration through its phases: append the event, then act; re-drive after a crash."""
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+import uuid
+from typing import AsyncIterator, Awaitable, Callable
+
+import grpc
+
+from coordinator.eventlog import EventLog
+from coordinator.secrets import SecretStore
+from coordinator.state import P, Workflow, apply, checkpoint, replay
+from dbmigrate.v1 import agents_pb2, agents_pb2_grpc, common_pb2, events_pb2
+from services.common import metrics
+from services.common.channels import aio_channel
+from services.common.errors import FailedPrecondition, InvalidInput, NotFound
+from services.common.logs import redact, workflow_id_var
+from services.common.pg import check_connection, display_url, parse_url, redacted
+from services.common.server import ERROR_KIND_KEY
+
+log = logging.getLogger(__name__)
+
+# Deadlines per agent call (seconds). Execute is a long stream and has none: its progress is the signal.
+DEADLINES = {"discover": 300, "validate": 1800, "generate": 300, "prepare": 300, "verify": 3600, "rollback": 900}
+
+# Status codes a transport failure shows (the agent is down, restarting, or the call was cut).
+TRANSPORT_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED,
+                   grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                   grpc.StatusCode.ABORTED}
+
+EXECUTION_EVENT_TO_WORKFLOW_EVENT = {
+    "step_started": "step_started", "step_completed": "step_completed", "table_progress": "table_progress",
+    "table_copied": "table_copied", "table_verified": "table_verified", "table_failed": "table_failed",
+    "log": "log", "finished": "execution_finished",
+}
+
+
+def next_action(wf: Workflow) -> str | None:
+    """What the coordinator must do next for `wf`, from its state alone (None: wait or done)."""
+    if wf.phase == P.DISCOVERING:
+        return "discover"
+    if wf.phase == P.VALIDATING:
+        return "validate"
+    if wf.phase == P.PLANNING:
+        return "generate"
+    if wf.phase == P.EXECUTING:
+        if wf.cancel_requested:
+            return "cancel"
+        if not wf.baseline_recorded:
+            return "prepare"
+        if not wf.execution:
+            return "execute"
+        if not wf.verification and not wf.options.skip_final_verify:
+            return "verify"
+        return "complete"
+    if wf.phase == P.ROLLING_BACK or (wf.phase in (P.FAILED, P.CANCELLED) and wf.rollback_pending):
+        return "rollback"
+    return None
+
+
+def _event(**payload) -> events_pb2.WorkflowEvent:
+    ev = events_pb2.WorkflowEvent(**payload)
+    ev.time.GetCurrentTime()
+    return ev
+
+
+class AgentStubs:
+    def __init__(self, addresses: dict[str, str]):
+        self._channels = {name: aio_channel(addr) for name, addr in addresses.items()}
+        self.discovery = agents_pb2_grpc.DiscoveryStub(self._channels["discovery"])
+        self.validation = agents_pb2_grpc.ValidationStub(self._channels["validation"])
+        self.generation = agents_pb2_grpc.GenerationStub(self._channels["generation"])
+        self.execution = agents_pb2_grpc.ExecutionStub(self._channels["execution"])
+
+    async def close(self) -> None:
+        for ch in self._channels.values():
+            await ch.close()
+
+
+class _RetryLater(Exception):
+    """The agent answered nothing conclusive (a stream ended early); try the step again."""
+
+
+class Engine:
+    """Owns the workflows: commands append events, the fold updates state, drivers call agents."""
+
+    def __init__(self, eventlog: EventLog, secrets: SecretStore, agents: AgentStubs, *,
+                 transport_retry_seconds: float = 180.0, database_retry_seconds: float = 180.0):
+        self.log = eventlog
+        self.secrets = secrets
+        self.agents = agents
+        self.transport_retry_seconds = transport_retry_seconds
+        self.database_retry_seconds = database_retry_seconds
+        self.states: dict[str, Workflow] = {}
+        self._tasks: dict[str, asyncio.Task] = {}
+        self._new = asyncio.Event()
+        self.listeners: list[Callable[[], None]] = []
+        # The newest events, so that live watchers are fed from memory instead of one query each.
+        self._recent: collections.deque[events_pb2.WorkflowEvent] = collections.deque(maxlen=20000)
+
+    # ---- state ----
+
+    def load(self) -> int:
+        """Rebuilds every workflow by replaying the log; returns how many events were read."""
+        count = 0
+
+        def counted():
+            nonlocal count
+            for ev in self.log.iter_all():
+                count += 1
+                yield ev
+
+        self.states = replay(counted())
+        return count
+
+    def resume_all(self) -> list[str]:
+        """Drives on every workflow whose events say it was in a running phase."""
+        resumed = [wid for wid, wf in self.states.items() if next_action(wf) is not None]
+        for wid in resumed:
+            log.info("resuming workflow %s in %s", wid, events_pb2.Phase.Name(self.states[wid].phase),
+                     extra={"workflow_id": wid})
+            self.ensure_driving(wid)
+        return resumed
+
+    def get(self, wid: str) -> Workflow:
+        wf = self.states.get(wid)
+        if wf is None:
+            raise NotFound(f"migration {wid!r} not found; `dbmigrate list` shows the known ones")
+        return wf
+
+    def append(self, wid: str, *events: events_pb2.WorkflowEvent) -> Workflow:
+        wf = self.states.get(wid)
+        appended = self.log.append(wid, wf.version if wf else 0, list(events))
+        for ev in appended:
+            wf = apply(wf, ev)
+            metrics.event_appended(ev.WhichOneof("payload"))
+        self.states[wid] = wf
+        self._recent.extend(appended)
+        waiter, self._new = self._new, asyncio.Event()
+        waiter.set()
+        for notify in self.listeners:
+            notify()
+        return wf
+
+    async def watch(self, wid: str, from_seq: int, follow: bool) -> AsyncIterator[events_pb2.WorkflowEvent]:
+        """Events after `from_seq` (of one workflow or all), then live ones while `follow`."""
+        last = from_seq
+        while True:
+            waiter = self._new  # taken before reading, so an append after the read still wakes us
+            batch = self._recent_after(last, wid)
+            if batch is None:  # older than the in-memory tail: read the log
+                batch = self.log.read(from_seq=last, workflow_id=wid or None, limit=1000)
+            for ev in batch:
+                yield ev
+                last = ev.seq
+            if batch:
+                continue
+            if not follow:
+                return
+            await waiter.wait()
+
+    def _recent_after(self, seq: int, wid: str) -> list[events_pb2.WorkflowEvent] | None:
+        recent = self._recent
+        if not recent or recent[0].seq > seq + 1:
+            return None if self.log.last_seq() > seq else []
+        if recent[-1].seq <= seq:
+            return []
+        # Sequences in the tail are consecutive, so the start index is arithmetic.
+        start = seq + 1 - recent[0].seq
+        out = []
+        for i in range(start, len(recent)):
+            ev = recent[i]
+            if not wid or ev.workflow_id == wid:
+                out.append(ev)
+                if len(out) >= 1000:
+                    break
+        return out
+
+    # ---- commands ----
+
+    def create(self, req) -> Workflow:
+        source = self._connection_from(req.source_url, req.source, "source")
+        target = self._connection_from(req.target_url, req.target, "target")
+        if (source.host, source.port, source.dbname) == (target.host, target.port, target.dbname):
+            raise InvalidInput("source and target are the same database; pick another target")
+        opts = req.options
+        if not 0 <= opts.jobs <= 64:
+            raise InvalidInput(f"options.jobs={opts.jobs} is out of range (0 = number of cores, at most 64)")
+        if opts.split_threshold_bytes < 0 or opts.sample_rows < 0:
+            raise InvalidInput("options.split_threshold_bytes and options.sample_rows must not be negative")
+        for pattern in (*opts.include, *opts.exclude):
+            if not pattern.strip() or "\x00" in pattern or len(pattern) > 500:
+                raise InvalidInput(f"include/exclude pattern {pattern[:60]!r} is empty or malformed")
+        if len(req.name) > 200:
+            raise InvalidInput("name is longer than 200 characters")
+        advisor = common_pb2.AdvisorConfig()
+        advisor.CopyFrom(req.advisor)
+        if advisor.kind == common_pb2.H2OGPTE:
+            if not advisor.address.startswith(("http://", "https://")):
+                raise InvalidInput("advisor h2ogpte needs address=https://host (without /api)")
+            if not advisor.api_key:
+                raise InvalidInput("advisor h2ogpte needs an API key (DBMIGRATE_H2OGPTE_API_KEY for the CLI)")
+        elif advisor.kind not in (common_pb2.ADVISOR_KIND_UNSPECIFIED, common_pb2.RULES):
+            raise InvalidInput(f"unknown advisor kind {advisor.kind}; use rules or h2ogpte")
+        if advisor.timeout_seconds < 0:
+            raise InvalidInput("advisor.timeout_seconds must not be negative")
+
+        wid = uuid.uuid4().hex[:12]
+        # Secrets go to the store before the event exists, so no event ever waits for a lost secret.
+        src_ref = self._keep_secret(wid, "source", source.password)
+        dst_ref = self._keep_secret(wid, "target", target.password)
+        key_ref = self._keep_secret(wid, "advisor", advisor.api_key)
+        advisor.api_key = ""
+        advisor.api_key_ref = key_ref
+        created = events_pb2.MigrationCreated(
+            name=req.name or f"{source.dbname} -> {target.host}:{target.port}/{target.dbname}",
+            source=redacted(source, src_ref), target=redacted(target, dst_ref), options=opts, advisor=advisor)
+        wf = self.append(wid, _event(migration_created=created))
+        log.info("created migration %s: %s -> %s", wid, display_url(source), display_url(target),
+                 extra={"workflow_id": wid})
+        if req.start:
+            wf = self.start(wid)
+        return wf
+
+    def start(self, wid: str) -> Workflow:
+        wf = self.get(wid)
+        if wf.phase != P.CREATED:
+            raise FailedPrecondition(f"migration {wid} is {events_pb2.Phase.Name(wf.phase)}; only a CREATED "
+                                     "migration can be started")
+        wf = self.append(wid, _event(migration_started=events_pb2.MigrationStarted()))
+        self.ensure_driving(wid)
+        return wf
+
+    def approve(self, wid: str, comment: str, by: str = "") -> Workflow:
+        wf = self.get(wid)
+        if wf.phase != P.AWAITING_APPROVAL:
+            raise FailedPrecondition(
+                f"migration {wid} is {events_pb2.Phase.Name(wf.phase)}; approval is only possible while it is "
+                "AWAITING_APPROVAL")
+        if wf.blockers:
+            raise FailedPrecondition(
+                f"migration {wid} cannot be approved: blocked by {'; '.join(wf.blockers)}. Fix the cause and "
+                "create a new migration, or deny this one")
+        wf = self.append(wid, _event(approved=events_pb2.Approved(comment=comment, by=by)))
+        self.ensure_driving(wid)
+        return wf
+
+    def deny(self, wid: str, reason: str, by: str = "") -> Workflow:
+        wf = self.get(wid)
+        if not reason.strip():
+            raise InvalidInput("a reason is required to deny a migration")
+        if wf.phase != P.AWAITING_APPROVAL:
+            raise FailedPrecondition(
+                f"migration {wid} is {events_pb2.Phase.Name(wf.phase)}; denial is only possible while it is "
+                "AWAITING_APPROVAL")
+        return self.append(wid, _event(denied=events_pb2.Denied(reason=reason, by=by)))
+
+    def cancel(self, wid: str, reason: str) -> Workflow:
+        wf = self.get(wid)
+        reason = reason or "cancelled by the operator"
+        if wf.phase in (P.CREATED, P.DISCOVERING, P.VALIDATING, P.PLANNING, P.AWAITING_APPROVAL):
+            self._stop_driving(wid)
+            return self.append(wid, _event(migration_cancelled=events_pb2.MigrationCancelled(reason=reason)))
+        if wf.phase == P.EXECUTING:
+            if wf.cancel_requested:
+                return wf
+            wf = self.append(wid, _event(cancel_requested=events_pb2.CancelRequested(reason=reason)))
+            self._stop_driving(wid)
+            self.ensure_driving(wid)
+            return wf
+        raise FailedPrecondition(f"migration {wid} is {events_pb2.Phase.Name(wf.phase)}; there is nothing to cancel")
+
+    def rollback(self, wid: str, reason: str) -> Workflow:
+        wf = self.get(wid)
+        if wf.phase == P.ROLLING_BACK or wf.rollback_pending:
+            raise FailedPrecondition(f"migration {wid}: a rollback is already in progress")
+        if wf.phase not in (P.COMPLETED, P.FAILED, P.CANCELLED):
+            raise FailedPrecondition(
+                f"migration {wid} is {events_pb2.Phase.Name(wf.phase)}; rollback is possible once it is COMPLETED, "
+                "FAILED or CANCELLED (cancel a running migration first)")
+        wf = self.append(wid, _event(rollback_requested=events_pb2.RollbackRequested(
+            reason=reason or "requested by the operator")))
+        self.ensure_driving(wid)
+        return wf
+
+    def supply_secrets(self, wid: str, source_password: str, target_password: str, api_key: str) -> Workflow:
+        wf = self.get(wid)
+        c = wf.creation
+        for ref, value in ((c.source.secret_ref, source_password), (c.target.secret_ref, target_password),
+                           (c.advisor.api_key_ref, api_key)):
+            if ref and value:
+                self.secrets.put(ref, value)
+        if next_action(wf) is not None and not self.secrets_missing(wf):
+            self.ensure_driving(wid)
+        return wf
+
+    def secrets_missing(self, wf: Workflow) -> bool:
+        c = wf.creation
+        return any(ref and not self.secrets.has(ref)
+                   for ref in (c.source.secret_ref, c.target.secret_ref, c.advisor.api_key_ref))
+
+    # ---- driving ----
+
+    def ensure_driving(self, wid: str) -> None:
+        task = self._tasks.get(wid)
+        if task is not None and not task.done():
+            return
+        self._tasks[wid] = asyncio.create_task(self._drive(wid), name=f"drive-{wid}")
+
+    def _stop_driving(self, wid: str) -> None:
+        task = self._tasks.pop(wid, None)
+        if task is not None and not task.done():
+            task.cancel()
+
+    async def stop(self) -> None:
+        tasks = [t for t in self._tasks.values() if not t.done()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _drive(self, wid: str) -> None:
+        workflow_id_var.set(wid)
+        while True:
+            wf = self.states[wid]
+            action = next_action(wf)
+            if action is None:
+                return
+            if self.secrets_missing(wf):
+                log.warning("migration %s needs its secrets again (SupplySecrets or DBMIGRATE_SECRET_*); waiting", wid)
+                return
+            try:
+                await getattr(self, f"_do_{action}")(wf)
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # a bug here must not leave the workflow silently stuck
+                error_id = uuid.uuid4().hex[:12]
+                log.exception("coordinator error while doing %s (error id %s)", action, error_id)
+                self._fail(self.states[wid], f"internal coordinator error during {action} (error id {error_id}); "
+                                             f"see the coordinator log: {redact(str(err))[:200]}")
+                return
+
+    def _connection(self, conn: common_pb2.Connection) -> common_pb2.Connection:
+        out = common_pb2.Connection()
+        out.CopyFrom(conn)
+        if conn.secret_ref:
+            out.password = self.secrets.get(conn.secret_ref) or ""
+        out.secret_ref = ""
+        return out
+
+    def _advisor(self, wf: Workflow) -> common_pb2.AdvisorConfig:
+        out = common_pb2.AdvisorConfig()
+        out.CopyFrom(wf.creation.advisor)
+        if out.api_key_ref:
+            out.api_key = self.secrets.get(out.api_key_ref) or ""
+        return out
+
+    def _fail(self, wf: Workflow, error: str) -> None:
+        if wf.phase == P.ROLLING_BACK or (wf.phase in (P.FAILED, P.CANCELLED) and wf.rollback_pending):
+            self.append(wf.id, _event(rollback_failed=events_pb2.RollbackFailed(error=error)))
+            return
+        pending = wf.baseline_recorded and not wf.options.keep_target_on_failure
+        if pending:
+            error += "; the target is being rolled back to how it was before the migration"
+        self.append(wf.id, _event(migration_failed=events_pb2.MigrationFailed(
+            phase=wf.phase, error=error, rollback_pending=pending)))
+
+    async def _call(self, wid: str, agent: str, fn: Callable[[Workflow], Awaitable]):
+        """Runs one agent step, retrying transient failures within a time budget; returns (ok, result)."""
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            wf = self.states[wid]
+            try:
+                with metrics.agent_call(agent, fn.__qualname__.split(".")[1].removeprefix("_do_")):
+                    return True, await fn(wf)
+            except (grpc.aio.AioRpcError, _RetryLater) as err:
+                wf = self.states[wid]
+                retry, message = self._classify(err, wf, attempt, time.monotonic() - started)
+                if not retry:
+                    self._fail(wf, f"{agent} agent: {message}")
+                    return False, None
+                self.append(wid, _event(agent_call_failed=events_pb2.AgentCallFailed(
+                    phase=wf.phase, agent=agent, error=message, attempt=attempt, retryable=True)))
+                log.warning("%s agent call failed (attempt %d): %s; retrying", agent, attempt, message)
+                await asyncio.sleep(min(0.5 * 2 ** (attempt - 1), 5.0))
+
+    def _classify(self, err, wf: Workflow, attempt: int, elapsed: float) -> tuple[bool, str]:
+        if isinstance(err, _RetryLater):
+            return elapsed < self.transport_retry_seconds, str(err)
+        message = redact(err.details() or err.code().name)
+        kind = dict(err.trailing_metadata() or ()).get(ERROR_KIND_KEY)
+        if kind is None:  # the transport failed: the agent is down or restarting
+            if err.code() not in TRANSPORT_CODES:
+                return False, message
+            if elapsed >= self.transport_retry_seconds:
+                return False, f"{message} (gave up after {elapsed:.0f}s of retries)"
+            return True, message
+        if kind == "internal":
+            return attempt < 3, message
+        if kind.endswith(":retryable") or err.code() == grpc.StatusCode.UNAVAILABLE:
+            # A database that cannot be reached: wait for it during the copy, fail fast before it.
+            budget = self.database_retry_seconds if wf.phase in (P.EXECUTING, P.ROLLING_BACK) or wf.rollback_pending \
+                else min(10.0, self.database_retry_seconds)
+            if elapsed >= budget:
+                return False, message
+            return True, message
+        return False, message
+
+    async def _do_discover(self, wf: Workflow) -> None:
+        async def call(wf):
+            req = agents_pb2.DiscoverRequest(workflow_id=wf.id, source=self._connection(wf.creation.source),
+                                             target=self._connection(wf.creation.target), options=wf.options,
+                                             advisor=self._advisor(wf))
+            return await self.agents.discovery.Discover(req, timeout=DEADLINES["discover"])
+        ok, report = await self._call(wf.id, "discovery", call)
+        if ok:
+            self.append(wf.id, _event(discovery_completed=events_pb2.DiscoveryCompleted(report=report)))
+
+    async def _do_validate(self, wf: Workflow) -> None:
+        async def call(wf):
+            discovery = common_pb2.DiscoveryReport()
+            discovery.ParseFromString(wf.discovery)
+            req = agents_pb2.ValidateRequest(workflow_id=wf.id, source=self._connection(wf.creation.source),
+                                             target=self._connection(wf.creation.target), options=wf.options,
+                                             discovery=discovery)
+            return await self.agents.validation.Validate(req, timeout=DEADLINES["validate"])
+        ok, report = await self._call(wf.id, "validation", call)
+        if ok:
+            self.append(wf.id, _event(validation_completed=events_pb2.ValidationCompleted(report=report)))
+
+    async def _do_generate(self, wf: Workflow) -> None:
+        async def call(wf):
+            discovery, validation = common_pb2.DiscoveryReport(), common_pb2.ValidationReport()
+            discovery.ParseFromString(wf.discovery)
+            validation.ParseFromString(wf.validation)
+            req = agents_pb2.GenerateRequest(workflow_id=wf.id, options=wf.options, advisor=self._advisor(wf),
+                                             discovery=discovery, validation=validation)
+            return await self.agents.generation.Generate(req, timeout=DEADLINES["generate"])
+        ok, report = await self._call(wf.id, "generation", call)
+        if ok:
+            self.append(wf.id, _event(plan_generated=events_pb2.PlanGenerated(report=report)),
+                        _event(approval_requested=events_pb2.ApprovalRequested(
+                            risk=report.risk, recommendation=report.recommendation)))
+
+    async def _do_prepare(self, wf: Workflow) -> None:
+        async def call(wf):
+            req = agents_pb2.PrepareRequest(workflow_id=wf.id, source=self._connection(wf.creation.source),
+                                            target=self._connection(wf.creation.target), options=wf.options)
+            return await self.agents.execution.Prepare(req, timeout=DEADLINES["prepare"])
+        ok, reply = await self._call(wf.id, "execution", call)
+        if ok:
+            self.append(wf.id, _event(target_baseline_recorded=events_pb2.TargetBaselineRecorded(
+                baseline=reply.baseline, pg_dump_version=reply.pg_dump_version)))
+
+    async def _do_execute(self, wf: Workflow) -> None:
+        async def call(wf):
+            attempt = wf.execution_attempts + 1
+            wf = self.append(wf.id, _event(execution_attempted=events_pb2.ExecutionAttempted(attempt=attempt)))
+            generation, baseline = common_pb2.GenerationReport(), common_pb2.TargetBaseline()
+            generation.ParseFromString(wf.generation)
+            baseline.ParseFromString(wf.baseline)
+            req = agents_pb2.ExecuteRequest(workflow_id=wf.id, source=self._connection(wf.creation.source),
+                                            target=self._connection(wf.creation.target), options=wf.options,
+                                            plan=generation.plan, baseline=baseline, done=checkpoint(wf),
+                                            attempt=attempt)
+            async for event in self.agents.execution.Execute(req):
+                kind = event.WhichOneof("event")
+                if kind is None:
+                    continue
+                self.append(wf.id, _event(**{EXECUTION_EVENT_TO_WORKFLOW_EVENT[kind]: getattr(event, kind)}))
+                if kind == "finished":
+                    return
+            raise _RetryLater("the execution stream ended before the migration finished")
+        await self._call(wf.id, "execution", call)
+
+    async def _do_verify(self, wf: Workflow) -> None:
+        async def call(wf):
+            req = agents_pb2.VerifyRequest(workflow_id=wf.id, source=self._connection(wf.creation.source),
+                                           target=self._connection(wf.creation.target), options=wf.options)
+            return await self.agents.validation.Verify(req, timeout=DEADLINES["verify"])
+        ok, report = await self._call(wf.id, "validation", call)
+        if not ok:
+            return
+        wf = self.append(wf.id, _event(verification_completed=events_pb2.VerificationCompleted(report=report)))
+        if not report.equal:
+            self._fail(wf, f"final verification found differences: {report.summary or 'see the verification report'}")
+
+    async def _do_complete(self, wf: Workflow) -> None:
+        report = common_pb2.ExecutionReport()
+        report.ParseFromString(wf.execution)
+        self.append(wf.id, _event(migration_completed=events_pb2.MigrationCompleted(report=report)))
+        log.info("migration %s completed", wf.id)
+
+    async def _do_cancel(self, wf: Workflow) -> None:
+        self.append(wf.id, _event(migration_cancelled=events_pb2.MigrationCancelled(
+            reason="cancelled by the operator", rollback_pending=wf.baseline_recorded)))
+
+    async def _do_rollback(self, wf: Workflow) -> None:
+        if not wf.baseline_recorded:
+            self.append(wf.id, _event(rolled_back=events_pb2.RolledBack(report=common_pb2.RollbackReport(
+                summary="nothing to roll back: the migration never touched the target"))))
+            return
+
+        async def call(wf):
+            baseline = common_pb2.TargetBaseline()
+            baseline.ParseFromString(wf.baseline)
+            req = agents_pb2.RollbackRequest(workflow_id=wf.id, target=self._connection(wf.creation.target),
+                                             baseline=baseline)
+            return await self.agents.execution.Rollback(req, timeout=DEADLINES["rollback"])
+        ok, report = await self._call(wf.id, "execution", call)
+        if ok:
+            self.append(wf.id, _event(rolled_back=events_pb2.RolledBack(report=report)))
+
+    # ---- helpers ----
+
+    @staticmethod
+    def _connection_from(url: str, conn: common_pb2.Connection, role: str) -> common_pb2.Connection:
+        if url and conn.ByteSize():
+            raise InvalidInput(f"give either {role}_url or {role}, not both")
+        if url:
+            return parse_url(url, f"{role} URL")
+        if not conn.ByteSize():
+            raise InvalidInput(f"{role} is required: give {role}_url (postgresql://user@host:port/dbname, password optional)")
+        out = common_pb2.Connection()
+        out.CopyFrom(conn)
+        out.secret_ref = ""
+        if not out.port:
+            out.port = 5432
+        check_connection(out, role)
+        return out
+
+    def _keep_secret(self, wid: str, name: str, value: str) -> str:
+        if not value:
+            return ""
+        ref = f"{wid}/{name}"
+        self.secrets.put(ref, value)
+        return ref

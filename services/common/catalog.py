@@ -1,0 +1,101 @@
+"""The tables a migration copies, with columns, keys and sizes, read in two set-based queries."""
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+_SQL = Path(__file__).parent / "sql"
+
+
+def _sql(name: str) -> str:
+    return (_SQL / name).read_text()
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    generated: bool
+    identity: bool
+    not_null: bool
+    binary_ok: bool
+
+
+@dataclass(frozen=True)
+class Table:
+    schema: str
+    name: str
+    oid: int
+    unlogged: bool
+    is_partition: bool
+    is_inheritance_child: bool
+    bytes: int
+    row_estimate: int
+    owner: str
+    primary_key: tuple[str, ...]
+    int_key: str | None
+    columns: tuple[Column, ...]
+
+    @property
+    def qualified(self) -> str:
+        """schema.table as a person reads it (quoted only where PostgreSQL would need it)."""
+        return f"{quote_ident(self.schema)}.{quote_ident(self.name)}"
+
+    @property
+    def copy_columns(self) -> list[str]:
+        """Columns COPY moves: generated columns are computed by the target, not copied."""
+        return [c.name for c in self.columns if not c.generated]
+
+    @property
+    def all_columns(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def binary_ok(self) -> bool:
+        return all(c.binary_ok for c in self.columns if not c.generated)
+
+
+def quote_ident(name: str) -> str:
+    import re
+    if re.fullmatch(r"[a-z_][a-z0-9_$]*", name) and name not in _RESERVED:
+        return name
+    return '"' + name.replace('"', '""') + '"'
+
+
+_RESERVED = {"all", "analyse", "analyze", "and", "any", "array", "as", "asc", "asymmetric", "both", "case", "cast",
+             "check", "collate", "column", "constraint", "create", "current_catalog", "current_date",
+             "current_role", "current_time", "current_timestamp", "current_user", "default", "deferrable", "desc",
+             "distinct", "do", "else", "end", "except", "false", "fetch", "for", "foreign", "from", "grant",
+             "group", "having", "in", "initially", "intersect", "into", "lateral", "leading", "limit",
+             "localtime", "localtimestamp", "not", "null", "offset", "on", "only", "or", "order", "placing",
+             "primary", "references", "returning", "select", "session_user", "some", "symmetric", "table",
+             "then", "to", "trailing", "true", "union", "unique", "user", "using", "variadic", "when", "where",
+             "window", "with", "user"}
+
+
+def matches(schema: str, table: str, include: list[str] | tuple[str, ...], exclude: list[str] | tuple[str, ...]) -> bool:
+    """Glob patterns on "schema.table" (a pattern without a dot matches the schema, e.g. "sales" or "sales.*")."""
+    full = f"{schema}.{table}"
+
+    def hit(p: str) -> bool:
+        return fnmatch.fnmatchcase(full, p) if "." in p else fnmatch.fnmatchcase(schema, p)
+
+    if include and not any(hit(p) for p in include):
+        return False
+    return not any(hit(p) for p in exclude)
+
+
+def list_tables(conn: psycopg.Connection, include=(), exclude=()) -> list[Table]:
+    """Tables that hold rows, largest first, filtered by include/exclude patterns."""
+    rows = conn.execute(_sql("tables.sql")).fetchall()
+    rows = [r for r in rows if matches(r[0], r[1], include, exclude)]
+    cols: dict[int, list[Column]] = {}
+    if rows:
+        for oid, name, typ, gen, ident, nn, binok in conn.execute(_sql("columns.sql"), {"oids": [r[2] for r in rows]}):
+            cols.setdefault(oid, []).append(Column(name, typ, gen, ident, nn, binok))
+    return [Table(schema=r[0], name=r[1], oid=r[2], unlogged=r[4], is_partition=r[5], is_inheritance_child=r[6],
+                  bytes=r[7], row_estimate=r[8], owner=r[9], primary_key=tuple(r[10] or ()), int_key=r[11],
+                  columns=tuple(cols.get(r[2], ()))) for r in rows]

@@ -1,0 +1,53 @@
+"""Row count and an order-independent checksum of a table, computed the same way on both sides.
+
+The checksum is the sum of a 64-bit hash of each row's text form (hashtextextended), so it is
+independent of row order, counts duplicates, and costs one sequential scan. Session settings that
+change a value's text are pinned first (services.common.pg.PINNED_SETTINGS).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+
+@dataclass(frozen=True)
+class Checksum:
+    rows: int
+    sum: int
+
+    @property
+    def hex(self) -> str:
+        return f"{self.rows}:{self.sum & 0xFFFFFFFFFFFFFFFFFFFFFFFF:024x}"
+
+
+def row_expression(columns: list[str], alias: str = "t") -> sql.Composable:
+    """ROW(t.c1, t.c2, ...)::text with the columns in the given order; the whole row when none."""
+    if not columns:
+        return sql.SQL("{}::text").format(sql.Identifier(alias))
+    cols = sql.SQL(", ").join(sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(c)) for c in columns)
+    return sql.SQL("ROW({})::text").format(cols)
+
+
+def checksum_query(schema: str, table: str, columns: list[str], where: sql.Composable | None = None) -> sql.Composed:
+    """SELECT count(*), coalesce(sum(hashtextextended(row, 0)), 0) FROM ONLY schema.table."""
+    q = sql.SQL("SELECT count(*), coalesce(sum(hashtextextended({row}, 0)), 0) FROM ONLY {tbl} AS t").format(
+        row=row_expression(columns), tbl=sql.Identifier(schema, table))
+    if where is not None:
+        q = sql.SQL("{} WHERE {}").format(q, where)
+    return q
+
+
+def table_checksum(conn: psycopg.Connection, schema: str, table: str, columns: list[str],
+                   where: sql.Composable | None = None) -> Checksum:
+    """Runs the checksum on `conn` (already pinned, inside the snapshot when it is the source)."""
+    rows, total = conn.execute(checksum_query(schema, table, columns, where)).fetchone()
+    return Checksum(int(rows), int(total))
+
+
+async def atable_checksum(conn: psycopg.AsyncConnection, schema: str, table: str, columns: list[str],
+                          where: sql.Composable | None = None) -> Checksum:
+    cur = await conn.execute(checksum_query(schema, table, columns, where))
+    rows, total = await cur.fetchone()
+    return Checksum(int(rows), int(total))

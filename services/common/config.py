@@ -1,0 +1,109 @@
+"""Configuration from DBMIGRATE_* environment variables, with errors that name the variable."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from services.common.errors import ConfigError
+
+# Where each service listens and where the others reach it.
+DEFAULT_ADDRESSES = {
+    "coordinator": "127.0.0.1:50050",
+    "discovery": "127.0.0.1:50051",
+    "validation": "127.0.0.1:50052",
+    "generation": "127.0.0.1:50053",
+    "execution": "127.0.0.1:50054",
+    "web": "127.0.0.1:8000",
+}
+
+
+def env_str(name: str, default: str | None = None, *, required: bool = False) -> str | None:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        if required:
+            raise ConfigError(f"{name} is not set; set it to a value (see README, Configuration)")
+        return default
+    return value
+
+
+def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{name}={value} is below the minimum of {minimum}")
+    return value
+
+
+def env_float(name: str, default: float, *, minimum: float | None = None) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{name}={value} is below the minimum of {minimum}")
+    return value
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    low = raw.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean (use true or false)")
+
+
+def check_address(name: str, value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not (0 <= int(port) <= 65535):
+        raise ConfigError(f"{name}={value!r} is not HOST:PORT (for example 127.0.0.1:50051)")
+    return value
+
+
+def service_address(service: str) -> str:
+    """The address other processes use to reach `service` (DBMIGRATE_<SERVICE>_ADDR)."""
+    name = f"DBMIGRATE_{service.upper()}_ADDR"
+    return check_address(name, env_str(name, DEFAULT_ADDRESSES[service]))
+
+
+def listen_address(service: str) -> str:
+    """Where `service` binds: DBMIGRATE_LISTEN_ADDR if set (containers), else its own address."""
+    override = env_str("DBMIGRATE_LISTEN_ADDR")
+    if override:
+        return check_address("DBMIGRATE_LISTEN_ADDR", override)
+    return service_address(service)
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """What every gRPC service reads at start."""
+
+    service: str
+    listen: str
+    grace_seconds: float
+    log_level: str
+    token: str | None
+
+    @classmethod
+    def from_env(cls, service: str) -> "ServerSettings":
+        level = (env_str("DBMIGRATE_LOG_LEVEL", "INFO") or "INFO").upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ConfigError(f"DBMIGRATE_LOG_LEVEL={level!r} is not one of DEBUG, INFO, WARNING, ERROR")
+        return cls(
+            service=service,
+            listen=listen_address(service),
+            grace_seconds=env_float("DBMIGRATE_GRACE_SECONDS", 10.0, minimum=0),
+            log_level=level,
+            token=env_str("DBMIGRATE_GRPC_TOKEN"),
+        )

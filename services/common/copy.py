@@ -1,0 +1,99 @@
+"""The COPY pump: source COPY TO STDOUT streamed into target COPY FROM STDIN, in bounded memory.
+
+The source side runs in `psql` (it imports the migration's snapshot, then writes COPY output to a
+pipe); Python reads the pipe in 1 MiB chunks and writes them to the target connection's COPY. A
+psycopg loop on the source would pay Python overhead per row (one block per row); chunks keep the
+pump at the speed of a raw `psql | psql` pipe. Memory is one chunk per running copy.
+
+    stats = copy_into(dst_conn, source, snapshot, copy_out_sql, copy_in_sql, on_bytes=...)
+
+`dst_conn` is a psycopg connection whose transaction the caller owns (empty the table or range
+first, commit after), so a copy is all or nothing.
+"""
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import psycopg
+from psycopg import sql
+
+from dbmigrate.v1 import common_pb2
+from services.common.catalog import Table
+from services.common.errors import Cancelled
+from services.common.pgdump import _binary, _fail, tool_dsn, tool_env
+
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class CopyStats:
+    rows: int
+    bytes: int
+    seconds: float
+
+
+def copy_out_sql(table: Table, *, binary: bool, where: sql.Composable | None = None,
+                 limit: int | None = None, order_by: list[str] | None = None) -> sql.Composed:
+    """COPY of a table's copyable columns (generated ones are computed by the target) TO STDOUT."""
+    cols = sql.SQL(", ").join(sql.Identifier(c) for c in table.copy_columns)
+    fmt = sql.SQL("(FORMAT binary)" if binary else "(FORMAT text)")
+    ident = sql.Identifier(table.schema, table.name)
+    if where is None and limit is None:
+        return sql.SQL("COPY {} ({}) TO STDOUT {}").format(ident, cols, fmt)
+    query = sql.SQL("SELECT {} FROM ONLY {}").format(cols, ident)
+    if where is not None:
+        query = sql.SQL("{} WHERE {}").format(query, where)
+    if order_by:
+        query = sql.SQL("{} ORDER BY {}").format(query, sql.SQL(", ").join(sql.Identifier(c) for c in order_by))
+    if limit is not None:
+        query = sql.SQL("{} LIMIT {}").format(query, sql.Literal(limit))
+    return sql.SQL("COPY ({}) TO STDOUT {}").format(query, fmt)
+
+
+def copy_in_sql(schema: str, name: str, columns: list[str], *, binary: bool, freeze: bool = False) -> sql.Composed:
+    opts = ["FORMAT binary" if binary else "FORMAT text"] + (["FREEZE"] if freeze else [])
+    return sql.SQL("COPY {} ({}) FROM STDIN ({})").format(
+        sql.Identifier(schema, name), sql.SQL(", ").join(sql.Identifier(c) for c in columns), sql.SQL(", ".join(opts)))
+
+
+def copy_into(dst: psycopg.Connection, source: common_pb2.Connection, snapshot: str | None,
+              copy_out: sql.Composable, copy_in: sql.Composable, *,
+              on_bytes: Callable[[int], None] | None = None, cancel: threading.Event | None = None) -> CopyStats:
+    """Streams one COPY from the source into `dst` inside dst's open transaction; returns rows and bytes."""
+    t0 = time.monotonic()
+    args = [_binary("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", tool_dsn(source, "dbmigrate-copy")]
+    if snapshot:
+        args += ["-c", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+                 "-c", f"SET TRANSACTION SNAPSHOT '{snapshot}'"]
+    args += ["-c", copy_out.as_string(dst)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=tool_env(source), bufsize=0)
+    total = 0
+    try:
+        with dst.cursor() as cur:
+            with cur.copy(copy_in) as cp:
+                while True:
+                    if cancel is not None and cancel.is_set():
+                        raise Cancelled("the copy was cancelled")
+                    chunk = proc.stdout.read(CHUNK)
+                    if not chunk:
+                        break
+                    cp.write(chunk)
+                    total += len(chunk)
+                    if on_bytes is not None:
+                        on_bytes(len(chunk))
+                stderr = proc.stderr.read().decode(errors="replace")
+                if proc.wait() != 0:
+                    # Leaving the block with an exception makes psycopg end the COPY with an error.
+                    raise _fail("reading the source (COPY TO)", source, stderr)
+            rows = cur.rowcount
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            stream.close()
+    return CopyStats(rows=max(rows, 0), bytes=total, seconds=time.monotonic() - t0)

@@ -1,0 +1,15 @@
+"""gRPC server of the discovery agent. Not built yet: every call answers UNIMPLEMENTED (a real status)."""
+from __future__ import annotations
+
+from dbmigrate.v1 import agents_pb2, agents_pb2_grpc
+from services.common.server import Service, service_errors
+
+
+@service_errors(agents_pb2_grpc.DiscoveryServicer)
+class DiscoveryServicer(agents_pb2_grpc.DiscoveryServicer):
+    pass
+
+
+async def build():
+    name = agents_pb2.DESCRIPTOR.services_by_name["Discovery"].full_name
+    return [Service(agents_pb2_grpc.add_DiscoveryServicer_to_server, DiscoveryServicer(), name)], None

@@ -1,0 +1,281 @@
+"""One Execute call: snapshot, pre-data, parallel copies with per-table indexes and checks, post-data, the rest.
+
+Order (pgcopydb's): pre-data schema -> data, largest tables first, `jobs` at a time, each table's
+indexes and primary key built as soon as its data is in (before the remaining copies, by priority)
+and its rows verified -> constraints, foreign keys, triggers, policies -> sequences -> materialized
+views -> large objects -> ANALYZE. Triggers and foreign keys are created after the load, so they
+never fire during it. Everything already recorded as done in the request is skipped; everything
+else is idempotent, so a second call after a crash continues where the first stopped.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import queue
+import threading
+import time
+from typing import Callable
+
+import psycopg
+from psycopg import sql
+
+from dbmigrate.v1 import agents_pb2, common_pb2
+from services.common.catalog import Table, list_tables
+from services.common.errors import Cancelled, DatabaseError, DBMigrateError, FailedPrecondition, Unavailable
+from services.common.pg import connect, is_transient
+from services.common.pgdump import apply_script, check_pg_dump, dump_section, server_version_num
+from services.execution import data
+from services.execution.baseline import rollback
+from services.execution.largeobjects import copy_large_objects
+from services.execution.matviews import refresh_matviews
+from services.execution.postdata import run_statements
+from services.execution.schema import parse_post_data, split_qualified, tolerant_pre_data
+from services.execution.sequences import copy_sequences
+from services.execution.units import DEFAULT_SPLIT_BYTES, Unit, parts_for, split
+from services.execution.verify import verify_table
+
+log = logging.getLogger(__name__)
+
+PROGRESS_INTERVAL = 1.0  # seconds between progress events of one table
+
+
+def exclude_args(all_tables: list[Table], kept: list[Table]) -> list[str]:
+    """pg_dump arguments that leave out the tables the include/exclude patterns removed (exact names)."""
+    keep = {(t.schema, t.name) for t in kept}
+    return [f'--exclude-table="{t.schema.replace(chr(34), chr(34) * 2)}"."{t.name.replace(chr(34), chr(34) * 2)}"'
+            for t in all_tables if (t.schema, t.name) not in keep]
+
+
+class ExecutionRun:
+    def __init__(self, req: agents_pb2.ExecuteRequest, emit: Callable[[agents_pb2.ExecutionEvent], None],
+                 cancel: threading.Event):
+        self.req = req
+        self.emit = emit
+        self.cancel = cancel
+        self.source, self.target, self.opts = req.source, req.target, req.options
+        self.steps_done = set(req.done.steps_done)
+        self.units_done = set(req.done.units_done)
+        self.verified = set(req.done.tables_verified)
+        self.jobs = max(1, req.options.jobs or os.cpu_count() or 2)
+        self.lock = threading.Lock()
+        self.results: dict[str, common_pb2.TableResult] = {}
+        self.rows = self.bytes = 0
+        self.errors: list[BaseException] = []
+        self.t0 = time.monotonic()
+        self.resuming = req.attempt > 1 or bool(self.steps_done or self.units_done)
+
+    # ---- events ----
+
+    def _step(self, step: str, detail: str = "", started: float | None = None) -> None:
+        self.steps_done.add(step)
+        self.emit(agents_pb2.ExecutionEvent(step_completed=agents_pb2.StepCompleted(
+            step=step, detail=detail, seconds=time.monotonic() - started if started else 0.0)))
+
+    def _log(self, message: str, level: str = "INFO") -> None:
+        log.info(message)
+        self.emit(agents_pb2.ExecutionEvent(log=agents_pb2.LogLine(level=level, message=message, service="execution")))
+
+    def _check_cancel(self) -> None:
+        if self.cancel.is_set():
+            raise Cancelled("the migration was cancelled")
+
+    # ---- the run ----
+
+    def run(self) -> common_pb2.ExecutionReport:
+        try:
+            return self._run()
+        except DBMigrateError:
+            raise
+        except psycopg.Error as err:
+            raise DatabaseError(f"execution: {err}", retryable=is_transient(err)) from None
+
+    def _run(self) -> common_pb2.ExecutionReport:
+        exporter = connect(self.source, "source", application_name="dbmigrate-snapshot")
+        try:
+            exporter.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            snapshot = exporter.execute("SELECT pg_export_snapshot()").fetchone()[0]
+            check_pg_dump(server_version_num(exporter))
+            all_tables = list_tables(exporter)
+            tables = list_tables(exporter, list(self.opts.include), list(self.opts.exclude))
+            excluded = exclude_args(all_tables, tables)
+            self._log(f"snapshot {snapshot}: {len(tables)} tables, {self.jobs} jobs, attempt {self.req.attempt or 1}")
+            if "pre-data" not in self.steps_done:
+                self._pre_data(snapshot, tables, excluded)
+            self._check_cancel()
+            post = parse_post_data(dump_section(self.source, "post-data", snapshot=snapshot, extra_args=excluded))
+            self._data(exporter, snapshot, tables, post)
+            self._check_cancel()
+            if "post-data" not in self.steps_done:
+                t0 = time.monotonic()
+                copied = {(t.schema, t.name) for t in tables}
+                early_elsewhere = [st for key, sts in post.per_table.items() if split_qualified(key) not in copied
+                                   for st in sts]
+                n = run_statements(self.target, post.preamble, early_elsewhere + post.rest, resuming=self.resuming)
+                self._step("post-data", f"{n} constraints, foreign keys, triggers, policies and more", t0)
+            with connect(self.target, "target", autocommit=True, application_name="dbmigrate-finish") as dst:
+                if "sequences" not in self.steps_done:
+                    t0 = time.monotonic()
+                    self._step("sequences", f"{copy_sequences(exporter, dst)} sequences set", t0)
+                if "matviews" not in self.steps_done:
+                    t0 = time.monotonic()
+                    self._step("matviews", f"{refresh_matviews(exporter, dst)} materialized views refreshed", t0)
+                if "large-objects" not in self.steps_done:
+                    t0 = time.monotonic()
+                    n = copy_large_objects(exporter, lambda: connect(self.target, "target"))
+                    self._step("large-objects", f"{n} large objects copied", t0)
+                if "analyze" not in self.steps_done:
+                    t0 = time.monotonic()
+                    for t in tables:
+                        self._check_cancel()
+                        dst.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(t.schema, t.name)))
+                    self._step("analyze", f"{len(tables)} tables analyzed", t0)
+        finally:
+            try:
+                exporter.rollback()
+            finally:
+                exporter.close()
+        failed = [r for r in self.results.values() if not r.verified]
+        if failed:
+            raise FailedPrecondition("verification failed for " + "; ".join(f"{r.table}: {r.error}" for r in failed[:5]))
+        return self._report(tables)
+
+    def _report(self, tables: list[Table]) -> common_pb2.ExecutionReport:
+        results = [self.results[t.qualified] for t in tables if t.qualified in self.results]
+        rows = sum(r.target_rows for r in results)
+        seconds = time.monotonic() - self.t0
+        return common_pb2.ExecutionReport(
+            tables=results, rows=rows, bytes=self.bytes, seconds=seconds, verified=True,
+            steps_done=sorted(self.steps_done),
+            summary=f"{len(tables)} tables, {rows:,} rows copied and verified (count + checksum per table) "
+                    f"in {seconds:.1f}s this attempt")
+
+    def _pre_data(self, snapshot: str, tables: list[Table], excluded: list[str]) -> None:
+        t0 = time.monotonic()
+        baseline = self.req.baseline
+        with connect(self.target, "target", autocommit=True) as dst:
+            # A crash may have left part of an earlier attempt: return to the baseline first.
+            dropped = rollback(dst, baseline)
+            if dropped:
+                self._log(f"removed {len(dropped)} objects left by an interrupted attempt before applying the schema")
+            if self.opts.on_target_not_empty == common_pb2.REPLACE:
+                for t in tables:
+                    dst.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(sql.Identifier(t.schema, t.name)))
+        script = dump_section(self.source, "pre-data", snapshot=snapshot, extra_args=excluded)
+        apply_script(self.target, tolerant_pre_data(script), "pre-data schema (pg_dump --section=pre-data)")
+        self._step("pre-data", "tables, types, functions and views created from pg_dump --section=pre-data", t0)
+
+    # ---- data ----
+
+    def _data(self, exporter: psycopg.Connection, snapshot: str, tables: list[Table], post) -> None:
+        per_table = {split_qualified(k): v for k, v in post.per_table.items()}
+        planned = {(p.schema, p.name): p.parts for p in self.req.plan.tables}
+        threshold = self.opts.split_threshold_bytes or DEFAULT_SPLIT_BYTES
+        work: queue.PriorityQueue = queue.PriorityQueue()
+        order = itertools.count()
+        pending: dict[str, int] = {}
+        todo_of: dict[str, list[Unit]] = {}
+        for t in tables:
+            if t.qualified in self.verified and f"indexes:{t.qualified}" in self.steps_done:
+                self.results[t.qualified] = common_pb2.TableResult(table=t.qualified, verified=True,
+                                                                   source_rows=-1, target_rows=-1)
+                continue
+            units = split(exporter, t, parts_for(t, threshold, planned.get((t.schema, t.name))))
+            todo = [u for u in units if u.id not in self.units_done]
+            if todo and len(units) > 1:
+                # A part may have committed without being recorded: empty the table, copy every part again.
+                data.truncate(self.target, t.schema, t.name)
+                todo = units
+            todo_of[t.qualified] = todo
+            pending[t.qualified] = len(todo)
+        progress: dict[str, list] = {}
+
+        def finish(t: Table) -> None:
+            step = f"indexes:{t.qualified}"
+            if step not in self.steps_done:
+                t0 = time.monotonic()
+                statements = per_table.get((t.schema, t.name), [])
+                run_statements(self.target, post.preamble, statements, resuming=self.resuming)
+                self._step(step, f"{len(statements)} indexes and keys", t0)
+            if t.qualified not in self.verified:
+                result = verify_table(t, self.source, self.target, snapshot)
+                with self.lock:
+                    self.results[t.qualified] = result
+                if result.verified:
+                    self.emit(agents_pb2.ExecutionEvent(table_verified=agents_pb2.TableVerified(result=result)))
+                else:
+                    self.emit(agents_pb2.ExecutionEvent(table_failed=agents_pb2.TableFailed(
+                        table=t.qualified, error=result.error, retryable=False, result=result)))
+            else:
+                with self.lock:
+                    self.results[t.qualified] = common_pb2.TableResult(table=t.qualified, verified=True,
+                                                                       source_rows=-1, target_rows=-1)
+
+        def copy(unit: Unit) -> None:
+            t = unit.table
+            state = progress.setdefault(t.qualified, [0, time.monotonic(), 0.0])  # bytes, started, last emit
+
+            def on_bytes(n: int) -> None:
+                with self.lock:
+                    state[0] += n
+                    now = time.monotonic()
+                    if now - state[2] < PROGRESS_INTERVAL:
+                        return
+                    state[2] = now
+                    done_bytes = state[0]
+                rate = done_bytes / max(now - state[1], 1e-6)
+                total = max(t.bytes, done_bytes)
+                self.emit(agents_pb2.ExecutionEvent(table_progress=agents_pb2.TableProgress(
+                    table=t.qualified, unit=unit.id, bytes=done_bytes, total_bytes=total,
+                    total_rows=t.row_estimate, rows=int(t.row_estimate * min(done_bytes / total, 0.99)),
+                    bytes_per_second=rate, rows_per_second=rate * t.row_estimate / total if total else 0.0,
+                    eta_seconds=max(total - done_bytes, 0) / rate if rate else 0.0)))
+
+            stats = data.copy_unit(unit, self.source, self.target, snapshot, on_bytes=on_bytes, cancel=self.cancel)
+            with self.lock:
+                self.bytes += stats.bytes
+                pending[t.qualified] -= 1
+                last = pending[t.qualified] == 0
+            self.emit(agents_pb2.ExecutionEvent(table_copied=agents_pb2.TableCopied(
+                unit=unit.id, table=t.qualified, rows=stats.rows, bytes=stats.bytes, seconds=stats.seconds,
+                copy_format="binary" if t.binary_ok else "text", part=unit.part, parts=unit.parts)))
+            if last:
+                work.put((0, next(order), finish, t))  # indexes and checks go before further copies
+
+        for t in sorted((t for t in tables if t.qualified in pending), key=lambda t: -t.bytes):
+            if not todo_of[t.qualified]:
+                work.put((0, next(order), finish, t))
+            for u in todo_of[t.qualified]:
+                work.put((1, next(order), copy, u))
+
+        def worker() -> None:
+            while True:
+                _, _, fn, arg = work.get()
+                try:
+                    if fn is None:
+                        return
+                    if not self.cancel.is_set():
+                        fn(arg)
+                except BaseException as err:  # first error stops the others; re-raised below
+                    with self.lock:
+                        self.errors.append(err)
+                    self.cancel.set()
+                finally:
+                    work.task_done()
+
+        threads = [threading.Thread(target=worker, name=f"copy-{i}", daemon=True) for i in range(self.jobs)]
+        for th in threads:
+            th.start()
+        work.join()
+        for _ in threads:
+            work.put((9, next(order), None, None))
+        for th in threads:
+            th.join()
+        if self.errors:
+            err = self.errors[0]
+            if isinstance(err, DBMigrateError):
+                raise err
+            if isinstance(err, psycopg.Error):
+                raise (Unavailable if is_transient(err) else DatabaseError)(f"copy: {err}") from None
+            raise err
+        self._check_cancel()

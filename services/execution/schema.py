@@ -1,0 +1,87 @@
+"""Schema from pg_dump: pre-data applied whole; post-data split into statements, per table where it can."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+_HEADER = re.compile(r"^--\n-- (?:Data for )?Name: (?P<name>.*?); Type: (?P<type>[A-Z ]+?); Schema: (?P<schema>[^;]*);"
+                     r"[^\n]*\n--\n", re.M)
+_IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
+_QNAME = rf"{_IDENT}\.{_IDENT}"
+_ON_TABLE = re.compile(rf"\bON\s+(?:ONLY\s+)?(?P<t>{_QNAME})\s+USING\b", re.S)
+_ALTER_TABLE = re.compile(rf"^ALTER\s+TABLE\s+(?:ONLY\s+)?(?P<t>{_QNAME})\s", re.S)
+
+# Statements that make a table fast to use and can be built as soon as its data is in.
+EARLY_TYPES = {"INDEX", "CONSTRAINT"}
+
+
+@dataclass
+class Statement:
+    type: str
+    name: str
+    sql: str
+    table: str | None = None   # schema.table as pg_dump quotes it, for per-table statements
+
+
+@dataclass
+class PostData:
+    per_table: dict[str, list[Statement]] = field(default_factory=dict)  # indexes, PK/unique, per table
+    rest: list[Statement] = field(default_factory=list)                   # FKs, triggers, policies, ... in dump order
+    preamble: str = ""
+
+
+def _unquote(ident: str) -> str:
+    return ident[1:-1].replace('""', '"') if ident.startswith('"') else ident
+
+
+def split_qualified(qname: str) -> tuple[str, str]:
+    m = re.fullmatch(rf"({_IDENT})\.({_IDENT})", qname)
+    if not m:
+        raise ValueError(qname)
+    return _unquote(m.group(1)), _unquote(m.group(2))
+
+
+def blocks(script: str) -> tuple[str, list[tuple[str, str, str]]]:
+    """(preamble, [(type, name, sql), ...]) from a pg_dump plain script, in dump order."""
+    heads = list(_HEADER.finditer(script))
+    preamble = script[: heads[0].start()] if heads else script
+    out = []
+    for i, h in enumerate(heads):
+        end = heads[i + 1].start() if i + 1 < len(heads) else len(script)
+        body = script[h.end(): end]
+        body = "\n".join(ln for ln in body.splitlines() if not ln.startswith("\\")).strip()
+        if body:
+            out.append((h.group("type"), h.group("name"), body))
+    return preamble, out
+
+
+def preamble_settings(preamble: str) -> str:
+    """The SET lines pg_dump puts first (search_path, check_function_bodies, ...), without psql meta-commands."""
+    return "\n".join(ln for ln in preamble.splitlines()
+                     if ln.startswith(("SET ", "SELECT pg_catalog.set_config")))
+
+
+def parse_post_data(script: str) -> PostData:
+    preamble, items = blocks(script)
+    post = PostData(preamble=preamble_settings(preamble))
+    for typ, name, body in items:
+        table = None
+        if typ == "INDEX":
+            m = _ON_TABLE.search(body)
+            table = m.group("t") if m else None
+            if table and re.search(r"\bON\s+ONLY\b", body):
+                table = None  # an index on a partitioned parent: built after the partitions, then attached
+        elif typ == "CONSTRAINT":
+            m = _ALTER_TABLE.search(body)
+            table = m.group("t") if m else None
+        stmt = Statement(typ, name, body, table)
+        if typ in EARLY_TYPES and table:
+            post.per_table.setdefault(table, []).append(stmt)
+        else:
+            post.rest.append(stmt)
+    return post
+
+
+def tolerant_pre_data(script: str) -> str:
+    """Pre-data that also applies over schemas that already exist (the target's empty `public`, say)."""
+    return re.sub(r"^CREATE SCHEMA (?!IF NOT EXISTS)", "CREATE SCHEMA IF NOT EXISTS ", script, flags=re.M)

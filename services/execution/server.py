@@ -1,0 +1,95 @@
+"""gRPC server of the execution agent: Prepare (baseline, preconditions), Execute (streamed), Rollback."""
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from dbmigrate.v1 import agents_pb2, agents_pb2_grpc, common_pb2
+from services.common.catalog import list_tables
+from services.common.errors import FailedPrecondition, InvalidInput
+from services.common.pg import check_connection, connect
+from services.common.pgdump import check_pg_dump, server_version_num
+from services.common.server import Service, service_errors
+from services.execution.baseline import inventory, rollback, to_baseline
+from services.execution.runner import ExecutionRun
+
+_DONE = object()
+
+
+def _check(request) -> None:
+    if not request.source.host or not request.target.host:
+        raise InvalidInput("source and target connections are required")
+    check_connection(request.source, "source")
+    check_connection(request.target, "target")
+
+
+def prepare(request: agents_pb2.PrepareRequest) -> agents_pb2.PrepareReply:
+    """Read-only on both sides: the target's baseline, pg_dump version, and no conflicting tables."""
+    with connect(request.source, "source", autocommit=True) as src:
+        version = server_version_num(src)
+        source_version = src.execute("SHOW server_version").fetchone()[0]
+        tables = list_tables(src, list(request.options.include), list(request.options.exclude))
+    pg_dump = check_pg_dump(version)
+    with connect(request.target, "target", autocommit=True) as dst:
+        inv = inventory(dst)
+        existing = set(dst.execute(
+            "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')").fetchall())
+    conflicts = [t.qualified for t in tables if (t.schema, t.name) in existing]
+    if conflicts and request.options.on_target_not_empty != common_pb2.REPLACE:
+        shown = ", ".join(conflicts[:5]) + (f" and {len(conflicts) - 5} more" if len(conflicts) > 5 else "")
+        raise FailedPrecondition(
+            f"the target database {request.target.dbname!r} already has {len(conflicts)} of the source's tables "
+            f"({shown}); migrate into an empty database, or create the migration with --replace-target "
+            "(on_target_not_empty=REPLACE) to replace them")
+    return agents_pb2.PrepareReply(baseline=to_baseline(inv), pg_dump_version=pg_dump, source_version=source_version)
+
+
+@service_errors(agents_pb2_grpc.ExecutionServicer)
+class ExecutionServicer(agents_pb2_grpc.ExecutionServicer):
+    async def Prepare(self, request, context):
+        _check(request)
+        return await asyncio.to_thread(prepare, request)
+
+    async def Execute(self, request, context):
+        _check(request)
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue = asyncio.Queue()
+        cancel = threading.Event()
+        run = ExecutionRun(request, lambda ev: loop.call_soon_threadsafe(events.put_nowait, ev), cancel)
+        future = loop.run_in_executor(None, run.run)
+        future.add_done_callback(lambda _: events.put_nowait(_DONE))
+        try:
+            while True:
+                item = await events.get()
+                if item is _DONE:
+                    break
+                yield item
+            report = future.result()
+            yield agents_pb2.ExecutionEvent(finished=agents_pb2.ExecutionFinished(report=report))
+        finally:
+            # The caller went away (cancel, crash) or the run ended: stop the workers either way.
+            cancel.set()
+            if not future.done():
+                try:
+                    await asyncio.wait_for(asyncio.shield(future), 30)
+                except BaseException:  # the run's own error, or it is still stopping: nothing to report
+                    pass
+
+    async def Rollback(self, request, context):
+        if not request.target.host:
+            raise InvalidInput("target connection is required")
+        check_connection(request.target, "target")
+
+        def work():
+            with connect(request.target, "target", autocommit=True) as dst:
+                return rollback(dst, request.baseline)
+        dropped = await asyncio.to_thread(work)
+        summary = (f"dropped {len(dropped)} objects this migration created; the target is as before"
+                   if dropped else "nothing to drop: the target already matches its state before the migration")
+        return common_pb2.RollbackReport(dropped=dropped, summary=summary)
+
+
+async def build():
+    name = agents_pb2.DESCRIPTOR.services_by_name["Execution"].full_name
+    return [Service(agents_pb2_grpc.add_ExecutionServicer_to_server, ExecutionServicer(), name)], None

@@ -1,0 +1,95 @@
+"""The fold: pure, strict about unknown or out-of-order events, and equal live and replayed."""
+from __future__ import annotations
+
+import pytest
+
+from coordinator.eventlog import EventLog
+from coordinator.state import OutOfOrderEvent, UnknownEvent, apply, replay
+from coordinator.workflow import next_action
+from dbmigrate.v1 import agents_pb2, common_pb2, events_pb2 as E
+
+
+def ev(wid, version, **payload):
+    e = E.WorkflowEvent(workflow_id=wid, version=version, seq=version, **payload)
+    e.time.FromSeconds(1_700_000_000 + version)
+    return e
+
+
+def happy_path(wid="w1"):
+    created = E.MigrationCreated(name="n", source=common_pb2.Connection(host="h", port=5432, dbname="a", user="u"),
+                                 target=common_pb2.Connection(host="h", port=5432, dbname="b", user="u"))
+    plan = common_pb2.MigrationPlan(tables=[common_pb2.PlannedTable(schema="public", name="t", rows=10, parts=2)])
+    return [
+        ev(wid, 1, migration_created=created),
+        ev(wid, 2, migration_started=E.MigrationStarted()),
+        ev(wid, 3, discovery_completed=E.DiscoveryCompleted(report=common_pb2.DiscoveryReport(summary="ok"))),
+        ev(wid, 4, validation_completed=E.ValidationCompleted(report=common_pb2.ValidationReport(passed=True))),
+        ev(wid, 5, plan_generated=E.PlanGenerated(report=common_pb2.GenerationReport(
+            risk=common_pb2.RISK_LOW, recommendation=common_pb2.APPROVE, plan=plan))),
+        ev(wid, 6, approval_requested=E.ApprovalRequested()),
+        ev(wid, 7, approved=E.Approved(comment="go")),
+        ev(wid, 8, target_baseline_recorded=E.TargetBaselineRecorded(baseline=common_pb2.TargetBaseline(empty=True))),
+        ev(wid, 9, table_copied=agents_pb2.TableCopied(unit="public.t#1/2", table="public.t", rows=5, parts=2)),
+        ev(wid, 10, table_copied=agents_pb2.TableCopied(unit="public.t#2/2", table="public.t", rows=5, parts=2)),
+        ev(wid, 11, table_verified=agents_pb2.TableVerified(result=common_pb2.TableResult(
+            table="public.t", source_rows=10, target_rows=10, verified=True))),
+        ev(wid, 12, execution_finished=agents_pb2.ExecutionFinished(report=common_pb2.ExecutionReport(rows=10))),
+        ev(wid, 13, verification_completed=E.VerificationCompleted(report=common_pb2.VerifyReport(equal=True))),
+        ev(wid, 14, migration_completed=E.MigrationCompleted(report=common_pb2.ExecutionReport(rows=10))),
+    ]
+
+
+def test_happy_path_phases_and_next_actions():
+    wf = None
+    seen = []
+    for e in happy_path():
+        wf = apply(wf, e)
+        seen.append((E.Phase.Name(wf.phase), next_action(wf)))
+    assert seen[1] == ("DISCOVERING", "discover")
+    assert seen[2] == ("VALIDATING", "validate")
+    assert seen[5] == ("AWAITING_APPROVAL", None)
+    assert seen[7] == ("EXECUTING", "execute")
+    assert seen[11] == ("EXECUTING", "verify")
+    assert seen[12] == ("EXECUTING", "complete")
+    assert seen[13] == ("COMPLETED", None)
+    t = wf.table("public.t")
+    assert (t.status, t.parts_done, t.parts, t.rows) == ("verified", 2, 2, 10)
+    assert wf.units_done == {"public.t#1/2", "public.t#2/2"}
+
+
+def test_blocked_plan_and_failed_validation_are_recorded_as_blockers():
+    events = happy_path()[:6]
+    events[3] = ev("w1", 4, validation_completed=E.ValidationCompleted(report=common_pb2.ValidationReport(passed=False)))
+    wf = replay(events)["w1"]
+    assert any("VALIDATION_FAILED" in b for b in wf.blockers)
+
+
+def test_unknown_event_type_is_an_error_not_a_skip():
+    events = happy_path()[:2]
+    unknown = E.WorkflowEvent(workflow_id="w1", version=3, seq=3)  # no payload this version knows
+    with pytest.raises(UnknownEvent, match="does not know"):
+        replay([*events, unknown])
+
+
+def test_out_of_order_event_is_refused():
+    events = happy_path()
+    with pytest.raises(OutOfOrderEvent):
+        replay([events[0], events[2]])
+
+
+def test_failure_after_touching_target_rolls_back_and_rollback_ends_the_right_way():
+    events = happy_path()[:9]
+    wf = replay(events)["w1"]
+    wf = apply(wf, ev("w1", 10, migration_failed=E.MigrationFailed(error="boom", rollback_pending=True)))
+    assert (E.Phase.Name(wf.phase), next_action(wf)) == ("FAILED", "rollback")
+    wf = apply(wf, ev("w1", 11, rolled_back=E.RolledBack()))
+    assert (E.Phase.Name(wf.phase), next_action(wf), wf.rollback_pending) == ("FAILED", None, False)
+
+
+def test_replay_from_the_sqlite_log_equals_the_live_fold(tmp_path):
+    log = EventLog(tmp_path / "events.db")
+    live = None
+    for e in happy_path("wf-a"):
+        [stored] = log.append("wf-a", live.version if live else 0, [e])
+        live = apply(live, stored)
+    assert replay(log.iter_all())["wf-a"] == live
