@@ -10,6 +10,17 @@ import psycopg
 _SQL = Path(__file__).parent / "sql"
 
 
+DEFAULT_SPLIT_BYTES = 256 * 1024 * 1024  # tables larger than this are copied in parts
+MAX_PARTS = 16
+
+
+def parts_for_size(nbytes: int, threshold: int = DEFAULT_SPLIT_BYTES) -> int:
+    """How many parts a table of `nbytes` is copied in (the plan and the execution agree on it)."""
+    if threshold <= 0 or nbytes <= threshold:
+        return 1
+    return min(MAX_PARTS, max(2, -(-nbytes // threshold)))
+
+
 def _sql(name: str) -> str:
     return (_SQL / name).read_text()
 

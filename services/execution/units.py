@@ -7,10 +7,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from services.common.catalog import Table
-
-DEFAULT_SPLIT_BYTES = 256 * 1024 * 1024
-MAX_PARTS = 16
+from services.common.catalog import DEFAULT_SPLIT_BYTES, MAX_PARTS, Table, parts_for_size  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -34,9 +31,7 @@ def parts_for(table: Table, threshold: int, planned: int | None) -> int:
     """How many parts a table is copied in: the plan's number when it has one, else by size."""
     if planned and planned > 0:
         return min(planned, MAX_PARTS)
-    if threshold <= 0 or table.bytes <= threshold:
-        return 1
-    return min(MAX_PARTS, max(2, math.ceil(table.bytes / threshold)))
+    return parts_for_size(table.bytes, threshold)
 
 
 def split(source: psycopg.Connection, table: Table, parts: int) -> list[Unit]:

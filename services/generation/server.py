@@ -1,13 +1,17 @@
-"""gRPC server of the generation agent. Not built yet: every call answers UNIMPLEMENTED (a real status)."""
+"""gRPC server of the generation agent: risk, plan and recommendation."""
 from __future__ import annotations
+
+import asyncio
 
 from dbmigrate.v1 import agents_pb2, agents_pb2_grpc
 from services.common.server import Service, service_errors
+from services.generation.recommend import generate
 
 
 @service_errors(agents_pb2_grpc.GenerationServicer)
 class GenerationServicer(agents_pb2_grpc.GenerationServicer):
-    pass
+    async def Generate(self, request, context):
+        return await asyncio.to_thread(generate, request)
 
 
 async def build():

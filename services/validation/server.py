@@ -1,13 +1,21 @@
-"""gRPC server of the validation agent. Not built yet: every call answers UNIMPLEMENTED (a real status)."""
+"""gRPC server of the validation agent: sample test migration (Validate) and whole-database Verify."""
 from __future__ import annotations
+
+import asyncio
 
 from dbmigrate.v1 import agents_pb2, agents_pb2_grpc
 from services.common.server import Service, service_errors
+from services.validation.sample import validate
+from services.validation.verify import verify
 
 
 @service_errors(agents_pb2_grpc.ValidationServicer)
 class ValidationServicer(agents_pb2_grpc.ValidationServicer):
-    pass
+    async def Validate(self, request, context):
+        return await asyncio.to_thread(validate, request)
+
+    async def Verify(self, request, context):
+        return await asyncio.to_thread(verify, request)
 
 
 async def build():

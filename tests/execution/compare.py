@@ -45,7 +45,8 @@ def snapshot(url: str) -> dict:
         out = {kind: c.execute(q).fetchall() for kind, q in OBJECTS.items()}
         for (table,) in c.execute(TABLES).fetchall():
             # Every row as text under pinned settings, as a sorted multiset: every value of every row.
-            out[f"rows {table}"] = sorted(r[0] for r in c.execute(f"SELECT t::text FROM ONLY {table} t"))
+            out[f"rows {table}"] = sorted("\\N" if r[0] is None else r[0]
+                                      for r in c.execute(f"SELECT t::text FROM ONLY {table} t"))
         return out
 
 

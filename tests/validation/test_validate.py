@@ -1,0 +1,124 @@
+"""Validate: the sample test migration into a scratch database on the target (real PostgreSQL)."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+
+from dbmigrate.v1 import agents_pb2, common_pb2
+from services.validation.sample import scratch_name, validate
+
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "awkward.sql"
+RELATIONS = "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace " \
+            "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1, 2"
+
+
+def load(db, path: Path) -> None:
+    subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db.url, "-f", str(path)], check=True,
+                   capture_output=True)
+
+
+def scratch_exists(db, wid: str) -> bool:
+    return bool(db.scalar("SELECT count(*) FROM pg_database WHERE datname = %s", (scratch_name(wid),)))
+
+
+def request(src, dst, wid: str, **options) -> agents_pb2.ValidateRequest:
+    return agents_pb2.ValidateRequest(workflow_id=wid, source=src.conn, target=dst.conn,
+                                      options=common_pb2.MigrationOptions(**options))
+
+
+def test_every_table_of_an_awkward_database_is_sampled_exactly_and_the_target_is_untouched(new_database):
+    src, dst = new_database("vsrc"), new_database("vdst")
+    load(src, FIXTURE)
+    dst.execute("CREATE TABLE keep_me (id int PRIMARY KEY)")
+    dst.execute("INSERT INTO keep_me VALUES (1), (2)")
+    with dst.connect() as c:
+        before = c.execute(RELATIONS).fetchall()
+    report = validate(request(src, dst, "wf-val-awkward", sample_rows=150))
+    assert report.passed, report.summary
+    with src.connect() as c:
+        tables = c.execute("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                           "WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')").fetchone()[0]
+    assert len(report.tables) == tables and all(t.passed for t in report.tables)
+    by_name = {t.table: t for t in report.tables}
+    assert by_name['"Sales ""Dept"""."Order Items"'].copy_format == "text"  # a type without binary I/O
+    assert any(t.copy_format == "binary" for t in report.tables)
+    assert report.rows_per_second > 0 and report.bytes_per_second > 0
+    assert "exact" in report.summary and "dropped" in report.scratch_schema
+    with dst.connect() as c:
+        assert c.execute(RELATIONS).fetchall() == before
+    assert not scratch_exists(dst, "wf-val-awkward")
+
+
+def test_a_large_table_is_sampled_not_copied_whole(new_database):
+    src, dst = new_database("vsrc"), new_database("vdst")
+    src.execute("CREATE TABLE big (id bigint PRIMARY KEY, v text)")
+    src.execute("INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, 200000) g")
+    src.execute("ANALYZE big")
+    report = validate(request(src, dst, "wf-val-big", sample_rows=5000))
+    (t,) = report.tables
+    assert t.passed and 2000 <= t.rows_sampled <= 10000 and "ctid range" in t.reason
+
+
+def test_a_killed_validation_leaves_no_scratch_database_after_it_is_resumed(new_database):
+    src, dst = new_database("vsrc"), new_database("vdst")
+    src.execute("CREATE TABLE big (id bigint PRIMARY KEY, v text, w text)")
+    src.execute("INSERT INTO big SELECT g, md5(g::text), repeat('x', 200) FROM generate_series(1, 600000) g")
+    wid = "wf-val-killed"
+    code = ("import sys; from dbmigrate.v1 import agents_pb2, common_pb2; from services.common.pg import parse_url; "
+            "from services.validation.sample import validate; "
+            f"validate(agents_pb2.ValidateRequest(workflow_id={wid!r}, source=parse_url({src.url!r}), "
+            f"target=parse_url({dst.url!r}), options=common_pb2.MigrationOptions(sample_rows=10_000_000)))")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).parents[2], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not scratch_exists(dst, wid):
+            assert proc.poll() is None and time.monotonic() < deadline, "the validation never created its scratch area"
+            time.sleep(0.05)
+        time.sleep(0.5)  # mid-way through the copy
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert scratch_exists(dst, wid)  # the kill left it behind ...
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    report = validate(request(src, dst, wid, sample_rows=1000))  # ... and the resumed run removes it
+    assert report.passed
+    assert not scratch_exists(dst, wid)
+
+
+def test_a_schema_the_target_cannot_create_fails_validation_with_a_blocker(new_database):
+    src, dst = new_database("vsrc"), new_database("vdst")
+    # A table in a tablespace the target server does not have: pre-data cannot be applied there.
+    src.execute("CREATE TABLE t (id int)")
+    script = ("CREATE TABLE t (id int);\nSELECT no_such_function_on_the_target();\n")
+    from services.validation import sample
+    original = sample.dump_section
+    try:
+        sample.dump_section = lambda *a, **k: script  # the source side only; the target is real
+        report = validate(request(src, dst, "wf-val-schema"))
+    finally:
+        sample.dump_section = original
+    assert not report.passed
+    (f,) = report.findings
+    assert f.code == "SCHEMA_APPLY_FAILED" and f.severity == common_pb2.BLOCKER
+    assert "no_such_function_on_the_target" in f.message
+    assert not scratch_exists(dst, "wf-val-schema")
+
+
+def test_a_wrong_password_is_a_clear_error(new_database):
+    import pytest
+    from services.common.errors import DBMigrateError
+    src, dst = new_database("vsrc"), new_database("vdst")
+    bad = common_pb2.Connection()
+    bad.CopyFrom(src.conn)
+    bad.dbname = "dbm_no_such_db_for_validation"
+    with pytest.raises(DBMigrateError) as err:
+        validate(agents_pb2.ValidateRequest(workflow_id="wf-val-bad", source=bad, target=dst.conn))
+    assert "dbm_no_such_db_for_validation" in str(err.value) and "does not exist" in str(err.value)
+    assert not scratch_exists(dst, "wf-val-bad")
