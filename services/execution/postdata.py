@@ -13,24 +13,30 @@ ALREADY_DONE = {"42P07", "42710", "42P16"}
 
 
 def run_statements(target: common_pb2.Connection, preamble: str, statements: list[Statement],
-                   *, resuming: bool) -> int:
+                   *, resuming: bool, conn: psycopg.Connection | None = None) -> int:
     """Runs each statement in its own transaction; returns how many it ran.
 
     When `resuming`, an object that already exists was made by the interrupted attempt and counts
     as done; on a first attempt it is a real conflict with something else in the target, and fails.
     """
-    ran = 0
+    if conn is not None:  # a worker's connection: autocommit, preamble already run
+        return _run(conn, statements, resuming)
     with connect(target, "target", autocommit=True, application_name="dbmigrate-post-data") as c:
         if preamble:
             c.execute(preamble)
         c.execute("SET maintenance_work_mem = '256MB'")
-        for st in statements:
-            try:
-                c.execute(st.sql)
-                ran += 1
-            except psycopg.Error as err:
-                if resuming and err.sqlstate in ALREADY_DONE:
-                    continue
-                raise DatabaseError(f"{st.type.lower()} {st.name}: {err.diag.message_primary or err}",
-                                    retryable=err.sqlstate in ("40001", "40P01", "55P03")) from None
+        return _run(c, statements, resuming)
+
+
+def _run(c: psycopg.Connection, statements: list[Statement], resuming: bool) -> int:
+    ran = 0
+    for st in statements:
+        try:
+            c.execute(st.sql)
+            ran += 1
+        except psycopg.Error as err:
+            if resuming and err.sqlstate in ALREADY_DONE:
+                continue
+            raise DatabaseError(f"{st.type.lower()} {st.name}: {err.diag.message_primary or err}",
+                                retryable=err.sqlstate in ("40001", "40P01", "55P03")) from None
     return ran

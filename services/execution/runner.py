@@ -33,7 +33,8 @@ from services.execution.postdata import run_statements
 from services.execution.schema import parse_post_data, split_qualified, tolerant_pre_data
 from services.execution.sequences import copy_sequences
 from services.execution.units import DEFAULT_SPLIT_BYTES, Unit, parts_for, split
-from services.execution.verify import verify_table
+from services.execution.conns import WorkerConnections
+from services.execution.verify import verify_table_on
 
 log = logging.getLogger(__name__)
 
@@ -189,16 +190,17 @@ class ExecutionRun:
             todo_of[t.qualified] = todo
             pending[t.qualified] = len(todo)
         progress: dict[str, list] = {}
+        conns = WorkerConnections(self.source, self.target, snapshot, post.preamble)
 
         def finish(t: Table) -> None:
             step = f"indexes:{t.qualified}"
             if step not in self.steps_done:
                 t0 = time.monotonic()
                 statements = per_table.get((t.schema, t.name), [])
-                run_statements(self.target, post.preamble, statements, resuming=self.resuming)
+                run_statements(self.target, post.preamble, statements, resuming=self.resuming, conn=conns.target())
                 self._step(step, f"{len(statements)} indexes and keys", t0)
             if t.qualified not in self.verified:
-                result = verify_table(t, self.source, self.target, snapshot)
+                result = verify_table_on(t, conns.source(), conns.target())
                 with self.lock:
                     self.results[t.qualified] = result
                 if result.verified:
@@ -231,7 +233,7 @@ class ExecutionRun:
                     bytes_per_second=rate, rows_per_second=rate * t.row_estimate / total if total else 0.0,
                     eta_seconds=max(total - done_bytes, 0) / rate if rate else 0.0)))
 
-            stats = data.copy_unit(unit, self.source, self.target, snapshot, on_bytes=on_bytes, cancel=self.cancel)
+            stats = data.copy_unit(unit, conns, self.source, snapshot, on_bytes=on_bytes, cancel=self.cancel)
             with self.lock:
                 self.bytes += stats.bytes
                 pending[t.qualified] -= 1
@@ -257,6 +259,7 @@ class ExecutionRun:
                     if not self.cancel.is_set():
                         fn(arg)
                 except BaseException as err:  # first error stops the others; re-raised below
+                    conns.reset()
                     with self.lock:
                         self.errors.append(err)
                     self.cancel.set()
@@ -271,6 +274,7 @@ class ExecutionRun:
             work.put((9, next(order), None, None))
         for th in threads:
             th.join()
+        conns.close_all()
         if self.errors:
             err = self.errors[0]
             if isinstance(err, DBMigrateError):

@@ -44,10 +44,38 @@ def verify_table(table: Table, source: common_pb2.Connection, target: common_pb2
     src = out["source"]
     if isinstance(src, BaseException):
         raise src
+    return result(table, src, dst, time.monotonic() - t0)
+
+
+def result(table: Table, src: Checksum, dst: Checksum, seconds: float) -> common_pb2.TableResult:
     ok = src == dst
     return common_pb2.TableResult(
         table=table.qualified, source_rows=src.rows, target_rows=dst.rows, source_checksum=src.hex,
-        target_checksum=dst.hex, verified=ok, seconds=time.monotonic() - t0,
+        target_checksum=dst.hex, verified=ok, seconds=seconds,
         copy_format="binary" if table.binary_ok else "text",
         error="" if ok else (f"rows differ: source {src.rows}, target {dst.rows}" if src.rows != dst.rows
                              else f"checksums differ: source {src.hex}, target {dst.hex}"))
+
+
+def verify_table_on(table: Table, src: psycopg.Connection, dst: psycopg.Connection) -> common_pb2.TableResult:
+    """verify_table on a worker's own connections (src inside the snapshot): both scans at once."""
+    t0 = time.monotonic()
+    columns = table.all_columns
+    out: dict[str, Checksum | BaseException] = {}
+
+    def source_side():
+        try:
+            out["source"] = table_checksum(src, table.schema, table.name, columns)
+        except BaseException as err:  # re-raised in the caller's thread
+            out["source"] = err
+
+    th = threading.Thread(target=source_side)
+    th.start()
+    try:
+        dst_sum = table_checksum(dst, table.schema, table.name, columns)
+    finally:
+        th.join()
+    src_sum = out["source"]
+    if isinstance(src_sum, BaseException):
+        raise src_sum
+    return result(table, src_sum, dst_sum, time.monotonic() - t0)
