@@ -1,0 +1,638 @@
+"""Whole-database Verify: schema objects compared one by one, table data compared down to the row.
+
+Each side is read inside one REPEATABLE READ, read-only transaction, so every figure of a side comes
+from a single snapshot; the source and target queries run at the same time (one thread per side), so
+verify costs about one scan of the larger side.
+
+Data, table by table (the tables both sides have, include/exclude applied):
+  1. count + order-independent checksum (services.common.checksum) on both sides;
+  2. where they differ and the table has a primary key, the key range is split into buckets, each
+     side answers count + checksum per bucket in one GROUP BY query, and buckets that differ are split
+     again until they hold at most LEAF_ROWS rows; then (key, md5(row)) is fetched from both sides and
+     diffed in Python. A bucket empty on one side is counted without fetching its rows.
+     Integer keys are bucketed arithmetically; other keys (text, uuid, composite ...) by boundaries
+     read from the source in key order and `width_bucket`;
+  3. a table without a primary key is compared as a multiset of row hashes.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import psycopg
+from psycopg import sql
+
+from dbmigrate.v1 import agents_pb2, common_pb2
+from services.common.catalog import Table, list_tables, matches, quote_ident
+from services.common.checksum import Checksum, row_expression, table_checksum
+from services.common.errors import DatabaseError, DBMigrateError, InvalidInput
+from services.common.logs import redact
+from services.common.pg import check_connection, connect, describe, is_transient
+
+_SQL = Path(__file__).parent / "sql"
+
+DEFAULT_MAX_ROWS = 100
+LEAF_ROWS = 1000          # a differing bucket this small is fetched and diffed row by row
+MIN_BUCKETS = 16
+MAX_BUCKETS = 8192        # buckets per GROUP BY query
+RANGES_PER_FETCH = 64     # leaf ranges OR'ed into one fetch query
+MAX_DEPTH = 24
+_INT_TYPES = {"smallint", "integer", "bigint"}
+
+
+def _sql(name: str) -> str:
+    return (_SQL / name).read_text()
+
+
+# ---------------------------------------------------------------------------------------------
+# One side: a connection inside its snapshot transaction.
+
+class Side:
+    def __init__(self, conn_pb: common_pb2.Connection, role: str):
+        self.role = role
+        self.where = f"{role} database {describe(conn_pb)}"
+        self.conn = connect(conn_pb, role, autocommit=True, application_name=f"dbmigrate-verify-{role}")
+        with self.guard():
+            # Names inside definitions are rendered schema-qualified, the same way on both sides.
+            self.conn.execute("SET search_path = pg_catalog")
+            self.conn.autocommit = False
+            self.conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            self.conn.read_only = True
+
+    @contextmanager
+    def guard(self):
+        try:
+            yield
+        except DBMigrateError:
+            raise
+        except psycopg.Error as err:
+            text = redact(str(err)).strip().splitlines()
+            raise DatabaseError(f"{self.where}: {text[0] if text else type(err).__name__}",
+                                retryable=is_transient(err)) from None
+
+    def rows(self, query, params=None) -> list[tuple]:
+        with self.guard():
+            return self.conn.execute(query, params).fetchall()
+
+    def close(self) -> None:
+        try:
+            self.conn.rollback()
+        except psycopg.Error:
+            pass
+        self.conn.close()
+
+
+class Pair:
+    """The two sides and a two-thread pool that runs a source call and a target call at once."""
+
+    def __init__(self, src: Side, dst: Side):
+        self.src, self.dst = src, dst
+        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="verify")
+
+    def both(self, fsrc: Callable[[Side], object], fdst: Callable[[Side], object] | None = None):
+        fdst = fdst or fsrc
+        a = self.pool.submit(fsrc, self.src)
+        b = self.pool.submit(fdst, self.dst)
+        errors = [f.exception() for f in (a, b)]  # waits for both before a connection is closed
+        for err in errors:
+            if err is not None:
+                raise err
+        return a.result(), b.result()
+
+
+def _open_pair(req: agents_pb2.VerifyRequest) -> Pair:
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        fs = pool.submit(Side, req.source, "source")
+        ft = pool.submit(Side, req.target, "target")
+        err_s, err_t = fs.exception(), ft.exception()
+    if err_s or err_t:
+        for f, e in ((fs, err_s), (ft, err_t)):
+            if e is None:
+                f.result().close()
+        raise err_s or err_t
+    return Pair(fs.result(), ft.result())
+
+
+# ---------------------------------------------------------------------------------------------
+# Schema objects.
+
+_OWNED = {"column", "index", "constraint", "trigger"}
+
+
+def read_objects(side: Side, include, exclude) -> dict[tuple[str, str], str]:
+    """{(kind, display name): definition} for every compared object of one side."""
+    out: dict[tuple[str, str], str] = {}
+    for kind, schema, rel, name, definition in side.rows(_sql("objects.sql")):
+        if rel is not None and not matches(schema, rel, include, exclude):
+            continue
+        if kind in _OWNED:
+            display = f"{quote_ident(schema)}.{quote_ident(rel)}.{quote_ident(name)}"
+        elif kind in ("function", "extension"):
+            display = name
+        else:
+            display = f"{quote_ident(schema)}.{quote_ident(name)}"
+        out[(kind, display)] = definition or ""
+    seqs = [(s, n) for s, n in side.rows(_sql("sequences.sql")) if matches(s, n, include, exclude)]
+    for i in range(0, len(seqs), 500):
+        parts = [sql.SQL("SELECT {}, {}, last_value, is_called FROM {}").format(
+            sql.Literal(s), sql.Literal(n), sql.Identifier(s, n)) for s, n in seqs[i:i + 500]]
+        for s, n, last_value, is_called in side.rows(sql.SQL(" UNION ALL ").join(parts)):
+            key = ("sequence", f"{quote_ident(s)}.{quote_ident(n)}")
+            value = f"last_value {last_value}" + ("" if is_called else " (is_called false)")
+            out[key] = f"{out.get(key, '')}; {value}"
+    for oid, digest in side.rows(_sql("large_objects.sql")):
+        out[("large_object", str(oid))] = f"md5 {digest}"
+    return out
+
+
+def _short(text: str, n: int = 200) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _object_detail(kind: str, a: str, b: str) -> str:
+    if kind == "sequence":
+        da, _, va = a.partition("; ")
+        db, _, vb = b.partition("; ")
+        parts = []
+        if da != db:
+            parts.append(f"definition: source {da}, target {db}")
+        if va != vb:
+            parts.append(f"value: source {va}, target {vb}")
+        return "; ".join(parts)
+    if kind == "function":
+        return "function body differs"
+    if kind == "large_object":
+        return "content differs"
+    return f"source: {_short(a)}; target: {_short(b)}"
+
+
+def compare_objects(src: dict, dst: dict) -> list[common_pb2.ObjectDiff]:
+    out = []
+    for key in sorted(set(src) | set(dst)):
+        kind, name = key
+        if key not in dst:
+            out.append(common_pb2.ObjectDiff(kind=kind, name=name, difference="missing_in_target",
+                                             detail=_short(src[key])))
+        elif key not in src:
+            out.append(common_pb2.ObjectDiff(kind=kind, name=name, difference="extra_in_target",
+                                             detail=_short(dst[key])))
+        elif src[key] != dst[key]:
+            out.append(common_pb2.ObjectDiff(kind=kind, name=name, difference="changed",
+                                             detail=_object_detail(kind, src[key], dst[key])))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Data: the table as both sides see it, and key ranges.
+
+@dataclass
+class TableSpec:
+    schema: str
+    name: str
+    qualified: str
+    columns: list[str]
+    pk: tuple[str, ...]
+    pk_types: tuple[str, ...]
+    int_key: bool
+    note: str = ""
+
+    @property
+    def ident(self) -> sql.Composable:
+        return sql.Identifier(self.schema, self.name)
+
+    def row_text(self) -> sql.Composable:
+        return row_expression(self.columns)
+
+    def row_hash(self) -> sql.Composable:
+        return sql.SQL("hashtextextended({}, 0)").format(self.row_text())
+
+    def key_expr(self) -> sql.Composable:
+        cols = [sql.SQL("t.{}").format(sql.Identifier(c)) for c in self.pk]
+        return cols[0] if len(cols) == 1 else sql.SQL("ROW({})").format(sql.SQL(", ").join(cols))
+
+    def key_text(self) -> sql.Composable:
+        return sql.SQL(", ").join(sql.SQL("t.{}::text").format(sql.Identifier(c)) for c in self.pk)
+
+    def key_value(self, value) -> sql.Composable:
+        """A key as SQL: an int (integer key), or a tuple of text forms cast to the key's types."""
+        if isinstance(value, int):
+            return sql.Literal(value)
+        vals = [sql.SQL("{}::{}").format(sql.Literal(v), sql.SQL(t)) for v, t in zip(value, self.pk_types)]
+        return vals[0] if len(vals) == 1 else sql.SQL("ROW({})").format(sql.SQL(", ").join(vals))
+
+    def key_json(self, texts: tuple[str, ...]) -> str:
+        obj = {}
+        for col, typ, v in zip(self.pk, self.pk_types, texts):
+            obj[col] = int(v) if typ in _INT_TYPES and v is not None else v
+        return json.dumps(obj, ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class Range:
+    lo: object = None   # inclusive; None = unbounded
+    hi: object = None   # exclusive; None = unbounded
+
+    def condition(self, t: TableSpec) -> sql.Composable:
+        parts = []
+        if self.lo is not None:
+            parts.append(sql.SQL("{} >= {}").format(t.key_expr(), t.key_value(self.lo)))
+        if self.hi is not None:
+            parts.append(sql.SQL("{} < {}").format(t.key_expr(), t.key_value(self.hi)))
+        return sql.SQL(" AND ").join(parts) if parts else sql.SQL("TRUE")
+
+
+def _spec(src: Table, dst: Table) -> TableSpec:
+    dst_cols = set(dst.all_columns)
+    columns = [c for c in src.all_columns if c in dst_cols]
+    note = ""
+    if len(columns) != len(src.all_columns) or len(columns) != len(dst.all_columns):
+        note = f"compared the {len(columns)} columns both sides have"
+    types = {c.name: c.type for c in src.columns}
+    pk = tuple(src.primary_key) if src.primary_key and all(c in dst_cols for c in src.primary_key) else ()
+    int_key = len(pk) == 1 and src.int_key == pk[0] and types[pk[0]] in _INT_TYPES
+    return TableSpec(src.schema, src.name, src.qualified, columns, pk, tuple(types[c] for c in pk), int_key, note)
+
+
+@dataclass
+class RowResult:
+    missing: int = 0
+    extra: int = 0
+    changed: int = 0
+    rows: list[common_pb2.RowDiff] = field(default_factory=list)
+    changed_keys: list[tuple[str, ...]] = field(default_factory=list)
+
+    def add(self, kind: str, key: str, detail: str, cap: int) -> None:
+        if len(self.rows) < cap:
+            self.rows.append(common_pb2.RowDiff(kind=kind, key=key, detail=detail))
+
+
+def _buckets_for(n: int) -> int:
+    return max(MIN_BUCKETS, min(MAX_BUCKETS, math.ceil(2 * n / LEAF_ROWS)))
+
+
+def _sum_rows(result) -> dict[int, tuple[int, int]]:
+    return {int(b): (int(c), int(s)) for b, c, s in result}
+
+
+def minmax_query(t: TableSpec, rng: Range = Range()) -> sql.Composed:
+    return sql.SQL("SELECT min({k}), max({k}) FROM ONLY {tbl} AS t WHERE {c}").format(
+        k=t.key_expr(), tbl=t.ident, c=rng.condition(t))
+
+
+@dataclass(frozen=True)
+class IntPlan:
+    """Buckets of an integer key: [lo + i*width, lo + (i+1)*width) for i in 0.., up to hi (exclusive)."""
+    lo: int
+    hi: int
+    width: int
+
+    @classmethod
+    def of(cls, a: tuple, b: tuple, n: int | None = None) -> "IntPlan | None":
+        """From (min, max) of each side; n rows expected (default: as many as the key span)."""
+        mins = [x[0] for x in (a, b) if x[0] is not None]
+        if not mins:
+            return None
+        lo, hi = min(mins), max(x[1] for x in (a, b) if x[1] is not None) + 1
+        n = hi - lo if n is None else n
+        return cls(lo, hi, max(1, math.ceil((hi - lo) / _buckets_for(n))))
+
+    def query(self, t: TableSpec) -> sql.Composed:
+        """One GROUP BY query: (bucket, count, checksum) of the rows in [lo, hi)."""
+        k, lo, w = t.key_expr(), sql.Literal(self.lo), sql.Literal(self.width)
+        if self.hi - self.lo < 2 ** 62:
+            bucket = sql.SQL("({k}::bigint - {lo}) / {w}").format(k=k, lo=lo, w=w)
+        else:  # a span that would overflow bigint arithmetic
+            bucket = sql.SQL("div({k}::numeric - {lo}, {w})::bigint").format(k=k, lo=lo, w=w)
+        return sql.SQL("SELECT {b} AS b, count(*), coalesce(sum({h}), 0) FROM ONLY {tbl} AS t "
+                       "WHERE {c} GROUP BY 1").format(b=bucket, h=t.row_hash(), tbl=t.ident,
+                                                     c=Range(self.lo, self.hi).condition(t))
+
+    def parts(self, s: dict, d: dict) -> list:
+        lo, w = self.lo, self.width
+        return [(Range(lo + i * w, min(lo + (i + 1) * w, self.hi)), s.get(i, (0, 0)), d.get(i, (0, 0)))
+                for i in sorted(set(s) | set(d))]
+
+
+class KeyedDiff:
+    """Narrows a differing table with a primary key down to its missing, extra and changed rows."""
+
+    def __init__(self, pair: Pair, t: TableSpec, cap: int):
+        self.pair, self.t, self.cap = pair, t, cap
+        self.res = RowResult()
+        self.leaves: list[Range] = []
+
+    def run(self, src_rows: int, dst_rows: int, first_level: list | None = None) -> RowResult:
+        """first_level: the top-level buckets when the checksum pass already computed them."""
+        work = [(Range(), src_rows, dst_rows, 0)]
+        while work:
+            nxt = []
+            for rng, sc, dc, depth in work:
+                parts = first_level if depth == 0 and first_level is not None else self.split(rng, sc, dc)
+                if parts is None:
+                    self.leaves.append(rng)
+                    continue
+                for sub, s, d in parts:
+                    if s == d:
+                        continue  # equal count and sum
+                    (scount, _), (dcount, _) = s, d
+                    if dcount == 0:
+                        self.one_sided(sub, scount, "missing")
+                    elif scount == 0:
+                        self.one_sided(sub, dcount, "extra")
+                    elif max(scount, dcount) <= LEAF_ROWS or depth >= MAX_DEPTH or sub == rng:
+                        self.leaves.append(sub)
+                    else:
+                        nxt.append((sub, scount, dcount, depth + 1))
+            work = nxt
+        for i in range(0, len(self.leaves), RANGES_PER_FETCH):
+            self.fetch_leaves(self.leaves[i:i + RANGES_PER_FETCH])
+        self.describe_changed()
+        return self.res
+
+    # -- one level of buckets -------------------------------------------------------------
+    def split(self, rng: Range, sc: int, dc: int):
+        """[(sub range, (src count, src sum), (dst count, dst sum))] for the buckets of `rng`;
+        None when it cannot be split (then it is fetched whole)."""
+        if self.t.int_key:
+            return self.split_int(rng, max(sc, dc))
+        return self.split_bounds(rng, max(sc, dc), sc, dc)
+
+
+    def split_int(self, rng: Range, n: int):
+        q = minmax_query(self.t, rng)
+        a, b = self.pair.both(lambda side: side.rows(q)[0])
+        plan = IntPlan.of(a, b, n)
+        if plan is None:
+            return []
+        q = plan.query(self.t)
+        s, d = (_sum_rows(r) for r in self.pair.both(lambda side: side.rows(q)))
+        return plan.parts(s, d)
+
+    def split_bounds(self, rng: Range, n: int, sc: int, dc: int):
+        """Boundaries: every step-th key of the fuller side in key order; buckets by width_bucket."""
+        t = self.t
+        cond = rng.condition(t)
+        step = max(1, math.ceil(n / _buckets_for(n)))
+        names = [sql.Identifier(f"k{i}") for i in range(len(t.pk))]
+        inner = sql.SQL(", ").join(sql.SQL("t.{}::text AS {}").format(sql.Identifier(c), nm)
+                                   for c, nm in zip(t.pk, names))
+        order = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in t.pk)
+        q = sql.SQL("SELECT {outer} FROM (SELECT {inner}, row_number() OVER (ORDER BY {order}) AS rn "
+                    "FROM ONLY {tbl} AS t WHERE {c}) s WHERE rn % {step} = 0").format(
+            outer=sql.SQL(", ").join(names), inner=inner, order=order, tbl=t.ident, c=cond,
+            step=sql.Literal(step))
+        side = self.pair.src if sc >= dc else self.pair.dst
+        bounds = [tuple(r) for r in side.rows(q)]
+        if not bounds:
+            return None
+        arr = sql.SQL("ARRAY[{}]").format(sql.SQL(", ").join(t.key_value(b) for b in bounds))
+        q = sql.SQL("SELECT width_bucket({k}, {arr}) AS b, count(*), coalesce(sum({h}), 0) "
+                    "FROM ONLY {tbl} AS t WHERE {c} GROUP BY 1").format(
+            k=t.key_expr(), arr=arr, h=t.row_hash(), tbl=t.ident, c=cond)
+        s, d = (_sum_rows(r) for r in self.pair.both(lambda sd: sd.rows(q)))
+        out = []
+        for i in sorted(set(s) | set(d)):
+            sub = Range(bounds[i - 1] if i > 0 else rng.lo, bounds[i] if i < len(bounds) else rng.hi)
+            out.append((sub, s.get(i, (0, 0)), d.get(i, (0, 0))))
+        return out
+
+    # -- rows -------------------------------------------------------------------------------
+    def one_sided(self, rng: Range, count: int, kind: str) -> None:
+        """A bucket only one side has rows in: counted as a whole, keys fetched only to fill the report."""
+        t = self.t
+        if kind == "missing":
+            self.res.missing += count
+        else:
+            self.res.extra += count
+        room = self.cap - len(self.res.rows)
+        if room <= 0:
+            return
+        order = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in t.pk)
+        q = sql.SQL("SELECT {kt} FROM ONLY {tbl} AS t WHERE {c} ORDER BY {o} LIMIT {n}").format(
+            kt=t.key_text(), tbl=t.ident, c=rng.condition(t), o=order, n=sql.Literal(room))
+        side = self.pair.src if kind == "missing" else self.pair.dst
+        detail = "in source, not in target" if kind == "missing" else "in target, not in source"
+        for r in side.rows(q):
+            self.res.add(kind, t.key_json(tuple(r)), detail, self.cap)
+
+    def fetch_leaves(self, ranges: list[Range]) -> None:
+        t = self.t
+        cond = sql.SQL(" OR ").join(sql.SQL("({})").format(r.condition(t)) for r in ranges)
+        order = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in t.pk)
+        q = sql.SQL("SELECT {kt}, md5({row}) FROM ONLY {tbl} AS t WHERE {c} ORDER BY {o}").format(
+            kt=t.key_text(), row=t.row_text(), tbl=t.ident, c=cond, o=order)
+        a, b = self.pair.both(lambda side: side.rows(q))
+        nk = len(t.pk)
+        src = {tuple(r[:nk]): r[nk] for r in a}
+        dst = {tuple(r[:nk]): r[nk] for r in b}
+        for key, digest in src.items():
+            if key not in dst:
+                self.res.missing += 1
+                self.res.add("missing", t.key_json(key), "in source, not in target", self.cap)
+            elif dst[key] != digest:
+                self.res.changed += 1
+                if len(self.res.rows) < self.cap:
+                    self.res.changed_keys.append(key)
+                self.res.add("changed", t.key_json(key), "row differs", self.cap)
+        for key in dst:
+            if key not in src:
+                self.res.extra += 1
+                self.res.add("extra", t.key_json(key), "in target, not in source", self.cap)
+
+    def describe_changed(self) -> None:
+        """Names the columns that differ in the reported changed rows."""
+        t = self.t
+        keys = self.res.changed_keys
+        if not keys:
+            return
+        q = sql.SQL("SELECT {kt}, row_to_json(t)::text FROM ONLY {tbl} AS t WHERE {k} IN ({vals})").format(
+            kt=t.key_text(), tbl=t.ident, k=t.key_expr(), vals=sql.SQL(", ").join(t.key_value(k) for k in keys))
+        a, b = self.pair.both(lambda side: side.rows(q))
+        nk = len(t.pk)
+        src = {tuple(r[:nk]): _loads(r[nk]) for r in a}
+        dst = {tuple(r[:nk]): _loads(r[nk]) for r in b}
+        by_key = {d.key: d for d in self.res.rows if d.kind == "changed"}
+        for key in keys:
+            if key not in src or key not in dst:
+                continue
+            cols = [c for c in t.columns if src[key].get(c) != dst[key].get(c)]
+            shown = ", ".join(f"{c} (source {_value(src[key].get(c))}, target {_value(dst[key].get(c))})"
+                              for c in cols[:5])
+            more = f" and {len(cols) - 5} more" if len(cols) > 5 else ""
+            d = by_key.get(t.key_json(key))
+            if d is not None and cols:
+                d.detail = f"changed columns: {shown}{more}"
+
+
+class _Number(str):
+    """A JSON number kept as PostgreSQL wrote it (625.00 stays 625.00)."""
+
+
+def _loads(text: str) -> dict:
+    return json.loads(text, parse_float=_Number, parse_int=_Number)
+
+
+def _value(v) -> str:
+    return _short(str(v) if isinstance(v, _Number) else json.dumps(v, ensure_ascii=False), 60)
+
+
+def multiset_diff(pair: Pair, t: TableSpec, sc: int, dc: int, cap: int) -> RowResult:
+    """A table without a primary key: rows compared as a multiset of md5(row text)."""
+    res = RowResult()
+    h = t.row_hash()
+    n = max(sc, dc)
+    where: sql.Composable = sql.SQL("TRUE")
+    if n > 5 * LEAF_ROWS:
+        mask = (1 << max(4, math.ceil(math.log2(_buckets_for(n))))) - 1
+        bucket = sql.SQL("({} & {})").format(h, sql.Literal(mask))
+        q = sql.SQL("SELECT {b} AS b, count(*), coalesce(sum({h}), 0) FROM ONLY {tbl} AS t GROUP BY 1").format(
+            b=bucket, h=h, tbl=t.ident)
+        s, d = (_sum_rows(r) for r in pair.both(lambda side: side.rows(q)))
+        differ = [b for b in set(s) | set(d) if s.get(b) != d.get(b)]
+        if not differ:
+            return res
+        where = sql.SQL("{} = ANY (ARRAY[{}]::bigint[])").format(
+            bucket, sql.SQL(", ").join(sql.Literal(b) for b in sorted(differ)))
+    q = sql.SQL("SELECT md5({row}), count(*), min(row_to_json(t)::text) FROM ONLY {tbl} AS t "
+                "WHERE {w} GROUP BY 1 ORDER BY 3").format(row=t.row_text(), tbl=t.ident, w=where)
+    a, b = pair.both(lambda side: side.rows(q))
+    src = {r[0]: (int(r[1]), r[2]) for r in a}
+    dst = {r[0]: (int(r[1]), r[2]) for r in b}
+    for digest, (count, text) in src.items():
+        other = dst.get(digest, (0, None))[0]
+        if count > other:
+            res.missing += count - other
+            res.add("missing", _short(text, 1000),
+                    f"{count - other} of {count} such source rows not in target", cap)
+    for digest, (count, text) in dst.items():
+        other = src.get(digest, (0, None))[0]
+        if count > other:
+            res.extra += count - other
+            res.add("extra", _short(text, 1000), f"{count - other} of {count} such target rows not in source", cap)
+    return res
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole database.
+
+def _check(req: agents_pb2.VerifyRequest) -> None:
+    for role in ("source", "target"):
+        if not req.HasField(role):
+            raise InvalidInput(f"{role} connection is missing")
+        check_connection(getattr(req, role), role)
+    if req.max_rows_reported < 0:
+        raise InvalidInput("max_rows_reported must be 0 (default 100) or more")
+
+
+def compare_table(pair: Pair, t: TableSpec, a: Checksum, b: Checksum, cap: int,
+                  first_level: list | None = None) -> common_pb2.TableDiff:
+    out = common_pb2.TableDiff(table=t.qualified, source_rows=a.rows, target_rows=b.rows,
+                               source_checksum=a.hex, target_checksum=b.hex, equal=a == b, note=t.note)
+    if a == b:
+        return out
+    if t.pk:
+        ks = KeyedDiff(pair, t, cap)
+        res = ks.run(a.rows, b.rows, first_level)
+    else:
+        res = multiset_diff(pair, t, a.rows, b.rows, cap)
+        out.note = "; ".join(x for x in (out.note, "no primary key: multiset comparison") if x)
+    out.rows.extend(res.rows)
+    out.missing_total, out.extra_total, out.changed_total = res.missing, res.extra, res.changed
+    if not (res.missing or res.extra or res.changed):
+        out.note = "; ".join(x for x in (out.note, "checksums differ but no differing row was found") if x)
+    return out
+
+
+def _plural(n: int, word: str) -> str:
+    if n == 1:
+        return f"1 {word}"
+    return f"{n:,} " + (word[:-1] + "ies" if word.endswith("y") else word + ("es" if word.endswith("s") else "s"))
+
+
+def summarize(objects: list[common_pb2.ObjectDiff], tables: list[common_pb2.TableDiff],
+              objects_compared: int) -> str:
+    if not objects and all(t.equal for t in tables):
+        rows = sum(t.source_rows for t in tables)
+        return (f"Databases are equal: {_plural(len(tables), 'table')}, {_plural(rows, 'row')}, "
+                f"{_plural(objects_compared, 'object')} compared.")
+    parts = []
+    differing = [t for t in tables if not t.equal]
+    if differing:
+        shown = []
+        for t in differing[:5]:
+            bits = [f"{n:,} {w}" for n, w in ((t.missing_total, "missing"), (t.extra_total, "extra"),
+                                               (t.changed_total, "changed")) if n]
+            shown.append(f"{t.table}: {', '.join(bits) or 'checksum differs'}")
+        more = f", and {len(differing) - 5} more" if len(differing) > 5 else ""
+        parts.append(f"{len(differing)} {'table differs' if len(differing) == 1 else 'tables differ'} "
+                     f"({'; '.join(shown)}{more})")
+    counts: dict[tuple[str, str], int] = {}
+    for o in objects:
+        counts[(o.kind, o.difference)] = counts.get((o.kind, o.difference), 0) + 1
+    words = {"missing_in_target": "missing in target", "extra_in_target": "extra in target", "changed": "changed"}
+    for (kind, diff), n in sorted(counts.items()):
+        parts.append(f"{_plural(n, kind.replace('_', ' '))} {words.get(diff, diff)}")
+    return "Differences: " + ", ".join(parts) + "."
+
+
+def verify(req: agents_pb2.VerifyRequest) -> common_pb2.VerifyReport:
+    """Compares source and target: schema objects, then every table's rows (see the module doc)."""
+    t0 = time.monotonic()
+    _check(req)
+    cap = req.max_rows_reported or DEFAULT_MAX_ROWS
+    include, exclude = list(req.options.include), list(req.options.exclude)
+    pair = _open_pair(req)
+    try:
+        def catalog(side: Side):
+            objs = read_objects(side, include, exclude)
+            with side.guard():
+                return objs, list_tables(side.conn, include, exclude)
+
+        (sobj, stabs), (dobj, dtabs) = pair.both(catalog)
+        objects = compare_objects(sobj, dobj)
+        by_name = {(x.schema, x.name): x for x in dtabs}
+        specs = sorted((_spec(x, by_name[(x.schema, x.name)]) for x in stabs if (x.schema, x.name) in by_name),
+                       key=lambda s: (s.schema, s.name))
+
+        # Integer keys: the checksum pass computes the first level of key buckets at the same cost,
+        # so a differing table is already narrowed when the pass ends. Both sides agree on the
+        # buckets from min/max (index lookups) first.
+        keyed = [s for s in specs if s.int_key]
+        smm, dmm = pair.both(lambda side: [side.rows(minmax_query(s))[0] for s in keyed])
+        plans = {id(s): IntPlan.of(a, b) for s, a, b in zip(keyed, smm, dmm)}
+
+        def checksums(side: Side) -> list[tuple[Checksum, dict | None]]:
+            out = []
+            with side.guard():
+                for s in specs:
+                    plan = plans.get(id(s))
+                    if plan is None:
+                        out.append((table_checksum(side.conn, s.schema, s.name, s.columns), None))
+                    else:
+                        buckets = _sum_rows(side.rows(plan.query(s)))
+                        out.append((Checksum(sum(c for c, _ in buckets.values()),
+                                             sum(x for _, x in buckets.values())), buckets))
+            return out
+
+        src_sums, dst_sums = pair.both(checksums)
+        tables = []
+        for s, (a, abk), (b, bbk) in zip(specs, src_sums, dst_sums):
+            plan = plans.get(id(s))
+            first = plan.parts(abk, bbk) if plan is not None and a != b else None
+            tables.append(compare_table(pair, s, a, b, cap, first))
+    finally:
+        pair.pool.shutdown(wait=True)
+        pair.src.close()
+        pair.dst.close()
+    report = common_pb2.VerifyReport(equal=not objects and all(t.equal for t in tables))
+    report.objects.extend(objects)
+    report.tables.extend(tables)
+    report.summary = summarize(objects, tables, len(set(sobj) | set(dobj)))
+    report.seconds = time.monotonic() - t0
+    return report
