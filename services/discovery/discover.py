@@ -1,0 +1,151 @@
+"""Discovery: inspect the source and the target, and report what a migration between them meets.
+
+Synchronous on purpose (the gRPC server runs it in a thread). Leaves summary, advisor and
+advisor_note empty: the server fills them with the advisor.
+"""
+from __future__ import annotations
+
+import logging
+import subprocess
+import time
+
+import psycopg
+from google.protobuf import struct_pb2
+from psycopg import sql
+
+from dbmigrate.v1 import agents_pb2, common_pb2
+from services.common.catalog import matches
+from services.common.errors import DatabaseError, DBMigrateError, InvalidInput
+from services.common.pg import check_connection, connect, describe, is_transient
+from services.common.pgdump import pg_dump_version
+from services.discovery.findings import find
+from services.discovery.inventory import LIST_KINDS, inventory
+
+log = logging.getLogger("dbmigrate.discovery")
+
+APPLICATION_NAME = "dbmigrate-discovery"
+# Per kind, at most this many entries go into the report's details (the findings use them all).
+DETAILS_LIMIT = 5000
+# Counting the rows of a conflicting target table: a bound so a huge table cannot hang discovery.
+COUNT_TIMEOUT = "120s"
+
+
+def _pg_dump() -> tuple[int, int, str] | None:
+    try:
+        return pg_dump_version()
+    except DBMigrateError:
+        return None  # not installed: a PG_DUMP_MISSING finding says what to do
+    except (OSError, subprocess.SubprocessError) as err:
+        log.warning("cannot run pg_dump --version: %s", err)
+        return None
+
+
+def server_info(inv: dict) -> common_pb2.ServerInfo:
+    s = inv["server"]
+    ext = inv.get("extensions", [])
+    return common_pb2.ServerInfo(
+        version=str(s.get("version") or ""), version_num=int(s.get("version_num") or 0),
+        encoding=s.get("encoding") or "", collation=s.get("collation") or "", ctype=s.get("ctype") or "",
+        collation_provider=s.get("collation_provider") or "", size_bytes=int(s.get("size_bytes") or 0),
+        max_connections=int(s.get("max_connections") or 0), wal_level=s.get("wal_level") or "",
+        timezone=s.get("timezone") or "",
+        extensions_installed=[e["name"] for e in ext if e.get("installed")],
+        extensions_available=[e["name"] for e in ext if e.get("available")])
+
+
+def count_target_rows(dst: psycopg.Connection, source_tables: list[dict], target_inv: dict) -> dict:
+    """Exact rows of every target table that has the name of a selected source table.
+
+    Rows of the table itself (ONLY): a partitioned table holds none, its partitions are counted
+    on their own. Foreign tables are not counted (that would read the remote server).
+    """
+    existing = {(t["schema"], t["name"]): t["kind"] for t in target_inv.get("tables", [])}
+    # Views, sequences and other relations with the name of a source table conflict as well.
+    for v in target_inv.get("views", []):
+        existing.setdefault((v["schema"], v["name"]), v["kind"])
+    out: dict[tuple[str, str], int] = {}
+    wanted = [(t["schema"], t["name"]) for t in source_tables if (t["schema"], t["name"]) in existing]
+    if not wanted:
+        return out
+    try:
+        with dst.transaction():
+            dst.execute(f"SET LOCAL statement_timeout = '{COUNT_TIMEOUT}'")
+            dst.execute("SET LOCAL lock_timeout = '10s'")
+            for key in wanted:
+                if existing[key] not in ("table", "partition", "inheritance_child", "partitioned"):
+                    out[key] = 0
+                    continue
+                q = sql.SQL("SELECT count(*) FROM ONLY {}").format(sql.Identifier(*key))
+                out[key] = int(dst.execute(q).fetchone()[0])
+    except psycopg.Error as err:
+        msg = (str(err).strip().splitlines() or ["no message"])[0]
+        raise DatabaseError(f"counting the rows of the target's existing tables failed: {msg}",
+                            retryable=is_transient(err)) from None
+    return out
+
+
+def _bounded(inv: dict) -> dict:
+    """The inventory with every list capped at DETAILS_LIMIT entries; 'truncated' says what was cut."""
+    out = dict(inv)
+    truncated = {}
+    for kind in LIST_KINDS:
+        items = inv.get(kind, [])
+        if len(items) > DETAILS_LIMIT:
+            out[kind] = items[:DETAILS_LIMIT]
+            truncated[kind] = {"total": len(items), "kept": DETAILS_LIMIT}
+    if truncated:
+        out["truncated"] = truncated
+        out["truncated_note"] = (f"lists longer than {DETAILS_LIMIT} entries are cut to the first {DETAILS_LIMIT}; "
+                                 "counts has the totals")
+    return out
+
+
+def _exact(value):
+    """Struct numbers are doubles: integers beyond 2**53 (sequence values, byte counts) go as text."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int) and abs(value) > 2 ** 53:
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _exact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_exact(v) for v in value]
+    return value
+
+
+def details_struct(source_inv: dict, target_inv: dict) -> struct_pb2.Struct:
+    s = struct_pb2.Struct()
+    s.update(_exact({"source": _bounded(source_inv), "target": _bounded(target_inv),
+                     "details_limit": DETAILS_LIMIT}))
+    return s
+
+
+def discover(req: agents_pb2.DiscoverRequest) -> common_pb2.DiscoveryReport:
+    if not req.HasField("source") or not req.HasField("target"):
+        raise InvalidInput("discovery needs both a source and a target connection")
+    check_connection(req.source, "source")
+    check_connection(req.target, "target")
+    opts = req.options
+    t0 = time.monotonic()
+    with connect(req.source, "source", application_name=APPLICATION_NAME) as src:
+        source_inv = inventory(src)
+    with connect(req.target, "target", application_name=APPLICATION_NAME) as dst:
+        target_inv = inventory(dst, sample_seconds=0)  # the target's write traffic is not reported
+        selected = [t for t in source_inv["tables"]
+                    if matches(t["schema"], t["name"], list(opts.include), list(opts.exclude))]
+        target_rows = count_target_rows(dst, selected, target_inv)
+    dump = _pg_dump()
+
+    report = common_pb2.DiscoveryReport(source=server_info(source_inv), target=server_info(target_inv),
+                                        pg_dump_version=dump[2] if dump else "")
+    for t in selected:
+        report.tables.append(common_pb2.TableInfo(
+            schema=t["schema"], name=t["name"], row_estimate=int(t.get("row_estimate") or 0),
+            bytes=int(t.get("bytes") or 0), has_primary_key=bool(t.get("has_primary_key")),
+            unlogged=bool(t.get("unlogged")), kind=t["kind"], owner=t.get("owner") or "",
+            target_rows=target_rows.get((t["schema"], t["name"]), -1)))
+    report.findings.extend(find(source_inv, target_inv, opts, dump, target_rows))
+    report.details.CopyFrom(details_struct(source_inv, target_inv))
+    log.info("discovery of %s -> %s: %d tables, %d findings in %.1fs", describe(req.source), describe(req.target),
+             len(report.tables), len(report.findings), time.monotonic() - t0)
+    return report

@@ -1,0 +1,487 @@
+"""Compatibility findings from the two inventories: stable codes, a severity, and what to do.
+
+Every finding names the object it is about and a remedy an operator can act on. Per-table
+findings are capped (PER_CODE_LIMIT) and the rest summed up in one more finding of the same
+code, so a database with thousands of tables still gives a readable report.
+"""
+from __future__ import annotations
+
+import os
+from typing import Iterable
+
+from dbmigrate.v1 import common_pb2
+from services.common.catalog import DEFAULT_SPLIT_BYTES, matches, quote_ident
+
+INFO, LOW, MEDIUM, HIGH, BLOCKER = (common_pb2.INFO, common_pb2.LOW, common_pb2.MEDIUM, common_pb2.HIGH,
+                                    common_pb2.BLOCKER)
+
+GB = 1024 ** 3
+LARGE_TABLE_BYTES = 10 * GB
+PER_CODE_LIMIT = 200
+# Extensions every database has: nothing to report about them.
+_BUILTIN_EXTENSIONS = {"plpgsql"}
+# Extensions a non-superuser may create (trusted in PostgreSQL 13+ contrib).
+_TRUSTED_EXTENSIONS = {"btree_gin", "btree_gist", "citext", "cube", "dict_int", "fuzzystrmatch", "hstore",
+                       "intarray", "isn", "lo", "ltree", "pgcrypto", "pg_trgm", "seg", "tablefunc", "tcn",
+                       "tsm_system_rows", "tsm_system_time", "unaccent", "uuid-ossp", "plpgsql"}
+
+
+def qualified(schema: str, name: str) -> str:
+    return f"{quote_ident(schema)}.{quote_ident(name)}"
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def major(version_num: int) -> float:
+    """15 for 150004; 9.6 for 90624 (before 10 the major had two parts)."""
+    version_num = int(version_num or 0)
+    return version_num // 10000 if version_num >= 100000 else (version_num // 100) / 100
+
+
+def _fmt_major(m: float) -> str:
+    return str(int(m)) if float(m).is_integer() else f"{m:.1f}"
+
+
+def _list(names: list[str], limit: int = 10) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+class _Findings:
+    def __init__(self) -> None:
+        self.items: list[common_pb2.Finding] = []
+        self._per_code: dict[str, int] = {}
+        self._over: dict[str, tuple[int, list[str], int, str, str]] = {}
+
+    def add(self, code: str, severity: int, obj: str, message: str, remedy: str, *, capped: bool = False) -> None:
+        if capped:
+            n = self._per_code.get(code, 0)
+            self._per_code[code] = n + 1
+            if n >= PER_CODE_LIMIT:
+                count, names, sev, _, rem = self._over.get(code, (0, [], severity, "", remedy))
+                names.append(obj)
+                self._over[code] = (count + 1, names, max(sev, severity), "", rem)
+                return
+        self.items.append(common_pb2.Finding(code=code, severity=severity, object=obj, message=message,
+                                             remedy=remedy))
+
+    def done(self) -> list[common_pb2.Finding]:
+        for code, (count, names, sev, _, remedy) in self._over.items():
+            self.items.append(common_pb2.Finding(
+                code=code, severity=sev, object=f"{count} more tables",
+                message=f"{count} more tables have the same finding ({_list(names, 5)}); "
+                        f"only the first {PER_CODE_LIMIT} are listed one by one",
+                remedy=remedy))
+        self.items.sort(key=lambda f: -f.severity)  # stable: same severity keeps its order
+        return self.items
+
+
+def _selected(inv: dict, options) -> list[dict]:
+    include = list(options.include) if options is not None else []
+    exclude = list(options.exclude) if options is not None else []
+    return [t for t in inv.get("tables", []) if matches(t["schema"], t["name"], include, exclude)]
+
+
+def _jobs(options) -> int:
+    return (options.jobs if options is not None and options.jobs > 0 else 0) or os.cpu_count() or 1
+
+
+def find(source_inv: dict, target_inv: dict, options, pg_dump_version: tuple | None,
+         target_rows: dict) -> list[common_pb2.Finding]:
+    """Findings, most severe first.
+
+    target_rows maps (schema, name) of source tables that also exist in the target to the rows the
+    target table holds now. pg_dump_version is (major, minor, text) of the pg_dump on PATH, or
+    None when it is not installed.
+    """
+    out = _Findings()
+    src, tgt = source_inv.get("server", {}), target_inv.get("server", {})
+    tables = _selected(source_inv, options)
+    names = {(t["schema"], t["name"]) for t in tables}
+    replace = options is not None and options.on_target_not_empty == common_pb2.REPLACE
+
+    _same_database(out, src, tgt)
+    _versions(out, src, tgt, pg_dump_version)
+    _target_state(out, tgt)
+    _extensions(out, source_inv, target_inv)
+    _encoding(out, src, tgt, source_inv, names)
+    _selection(out, source_inv, tables, options)
+    _target_tables(out, tables, target_rows, replace, target_inv)
+    _tables(out, tables, src, options)
+    _owners(out, source_inv, target_inv)
+    _objects(out, source_inv, names)
+    _traffic(out, source_inv)
+    _connections(out, source_inv, target_inv, options)
+    _settings(out, src, tgt, tables)
+    return out.done()
+
+
+def _same_database(out: _Findings, src: dict, tgt: dict) -> None:
+    if (src.get("started_at") and src.get("started_at") == tgt.get("started_at")
+            and src.get("database_oid") == tgt.get("database_oid") and src.get("database") == tgt.get("database")):
+        out.add("SAME_DATABASE", BLOCKER, f"database {src.get('database')}",
+                "the source and the target are the same database on the same server",
+                "give a different target database (create an empty one: CREATE DATABASE ... TEMPLATE template0)")
+
+
+def _versions(out: _Findings, src: dict, tgt: dict, pg_dump_version) -> None:
+    smaj, tmaj = major(src.get("version_num", 0)), major(tgt.get("version_num", 0))
+    if tmaj and smaj and tmaj < smaj:
+        out.add("TARGET_VERSION_OLDER", BLOCKER, "target server",
+                f"the target runs PostgreSQL {tgt.get('version')} (major {_fmt_major(tmaj)}), older than the "
+                f"source's {src.get('version')} (major {_fmt_major(smaj)}); a dump of a newer server may use "
+                "syntax and features the older one does not have",
+                f"migrate to a server of major version {_fmt_major(smaj)} or newer")
+    elif tmaj and smaj and tmaj > smaj:
+        out.add("MAJOR_VERSION_UPGRADE", INFO, "target server",
+                f"the migration upgrades PostgreSQL {_fmt_major(smaj)} to {_fmt_major(tmaj)}",
+                "read the release notes of the versions in between for incompatibilities your application "
+                "may hit, and run ANALYZE after the migration (statistics are not carried over)")
+    if pg_dump_version is None:
+        out.add("PG_DUMP_MISSING", BLOCKER, "pg_dump",
+                "pg_dump is not installed where the agents run; the schema is copied with it",
+                f"install the PostgreSQL client tools (postgresql-client-{_fmt_major(max(smaj, tmaj) or 15)})")
+    elif smaj and pg_dump_version[0] < smaj:
+        out.add("PG_DUMP_TOO_OLD", BLOCKER, "pg_dump",
+                f"pg_dump {pg_dump_version[0]}.{pg_dump_version[1]} is older than the source server "
+                f"({_fmt_major(smaj)}) and cannot dump it correctly",
+                f"install postgresql-client-{_fmt_major(smaj)} or newer where the agents run")
+
+
+def _target_state(out: _Findings, tgt: dict) -> None:
+    if tgt.get("in_recovery"):
+        out.add("TARGET_READ_ONLY", BLOCKER, "target server",
+                "the target server is a standby (in recovery) and cannot be written to",
+                "give the primary server as the target")
+    elif str(tgt.get("default_transaction_read_only", "off")).lower() == "on":
+        out.add("TARGET_READ_ONLY", BLOCKER, "target database",
+                "default_transaction_read_only is on for the target: every write would fail",
+                "ALTER DATABASE ... SET default_transaction_read_only = off on the target, or use another user")
+    if tgt and not tgt.get("is_superuser") and not tgt.get("can_create_schema"):
+        out.add("TARGET_PRIVILEGES", HIGH, f"role {tgt.get('current_user')}",
+                f"the target user {tgt.get('current_user')!r} may not create schemas in database "
+                f"{tgt.get('database')!r}; creating the source's schema will fail",
+                f"GRANT CREATE ON DATABASE {quote_ident(str(tgt.get('database')))} TO "
+                f"{quote_ident(str(tgt.get('current_user')))}; or make that user the database owner")
+
+
+def _extensions(out: _Findings, source_inv: dict, target_inv: dict) -> None:
+    tgt_ext = {e["name"]: e for e in target_inv.get("extensions", [])}
+    tgt = target_inv.get("server", {})
+    for e in source_inv.get("extensions", []):
+        if not e.get("installed") or e["name"] in _BUILTIN_EXTENSIONS:
+            continue
+        name, have = e["name"], tgt_ext.get(e["name"])
+        if have is None or not (have.get("available") or have.get("installed")):
+            out.add("EXTENSION_MISSING", BLOCKER, f"extension {name}",
+                    f"the source uses extension {name} {e.get('installed_version') or ''}".rstrip()
+                    + " and the target server does not have it available (not in pg_available_extensions); "
+                      "objects that depend on it cannot be created",
+                    f"install the package that provides {name} on the target server (for contrib: "
+                    f"postgresql-contrib; otherwise the extension's own package), then run discovery again")
+        elif not have.get("installed"):
+            # Same code as the blocker, a lower severity: the target can have it, it just has not yet.
+            sev = INFO
+            remedy = "nothing to do: the pre-data step runs CREATE EXTENSION on the target"
+            if not tgt.get("is_superuser") and name not in _TRUSTED_EXTENSIONS:
+                sev = MEDIUM
+                remedy = (f"{name} is not a trusted extension and the target user is not a superuser: have a "
+                          f"superuser run CREATE EXTENSION {quote_ident(name)} in the target database first")
+            out.add("EXTENSION_MISSING", sev, f"extension {name}",
+                    f"extension {name} is installed in the source and available on the target "
+                    f"(default version {have.get('default_version')}), but not yet installed there", remedy)
+        elif have.get("installed_version") and e.get("installed_version") \
+                and have["installed_version"] != e["installed_version"]:
+            out.add("EXTENSION_VERSION_DIFFERS", LOW, f"extension {name}",
+                    f"extension {name} is at version {e['installed_version']} in the source and "
+                    f"{have['installed_version']} in the target",
+                    f"check that the version difference is harmless, or ALTER EXTENSION {quote_ident(name)} "
+                    "UPDATE on the older side")
+
+
+def _encoding(out: _Findings, src: dict, tgt: dict, source_inv: dict, names: set) -> None:
+    if src.get("encoding") and tgt.get("encoding") and src["encoding"] != tgt["encoding"]:
+        extra = (" SQL_ASCII stores bytes unchecked: text that is not valid in the target encoding makes the "
+                 "copy fail." if src["encoding"] == "SQL_ASCII" else
+                 " Characters the target encoding cannot represent make the copy fail.")
+        out.add("ENCODING_MISMATCH", HIGH, "target database",
+                f"the source database is encoded {src['encoding']}, the target {tgt['encoding']}.{extra}",
+                f"create the target database with ENCODING '{src['encoding']}' TEMPLATE template0 (and the "
+                "source's LC_COLLATE/LC_CTYPE), or accept the conversion after checking the data")
+    if (src.get("collation"), src.get("ctype")) != (tgt.get("collation"), tgt.get("ctype")) and tgt:
+        out.add("COLLATION_MISMATCH", MEDIUM, "target database",
+                f"the source sorts text with LC_COLLATE={src.get('collation')}, LC_CTYPE={src.get('ctype')}; "
+                f"the target with LC_COLLATE={tgt.get('collation')}, LC_CTYPE={tgt.get('ctype')}: ORDER BY "
+                "on text, range queries and text comparisons may give different results",
+                f"create the target database with LC_COLLATE '{src.get('collation')}' LC_CTYPE "
+                f"'{src.get('ctype')}' TEMPLATE template0, or check that the application accepts the new order")
+    sp, tp = src.get("collation_provider"), tgt.get("collation_provider")
+    if sp and tp and (sp != tp or (sp == "icu" and src.get("icu_locale") != tgt.get("icu_locale"))):
+        text_indexes = [i for i in source_inv.get("indexes", [])
+                        if i.get("uses_collation") and (i["schema"], i["table"]) in names]
+        out.add("COLLATION_PROVIDER_CHANGED", HIGH, "target database",
+                f"the source uses the {sp} collation provider"
+                + (f" ({src.get('icu_locale')})" if src.get("icu_locale") else "")
+                + f", the target {tp}" + (f" ({tgt.get('icu_locale')})" if tgt.get("icu_locale") else "")
+                + f": text sorts differently, and {len(text_indexes)} indexes on text columns "
+                  "(unique constraints among them) order their keys by the new rules",
+                "create the target database with the source's provider (CREATE DATABASE ... LOCALE_PROVIDER "
+                f"{sp}), or after the migration REINDEX the indexes on text columns and check unique "
+                "constraints and ORDER BY results")
+
+
+def _selection(out: _Findings, source_inv: dict, tables: list[dict], options) -> None:
+    all_tables = source_inv.get("tables", [])
+    filtered = options is not None and (list(options.include) or list(options.exclude))
+    if filtered and all_tables and not tables:
+        out.add("NO_TABLES_SELECTED", HIGH, "options.include/exclude",
+                f"the include/exclude patterns select none of the source's {len(all_tables)} tables",
+                "fix the patterns: they are globs on \"schema.table\" (e.g. \"sales.*\", \"public.order?\")")
+    elif filtered and len(tables) < len(all_tables):
+        out.add("TABLES_EXCLUDED", INFO, "options.include/exclude",
+                f"{len(all_tables) - len(tables)} of the source's {len(all_tables)} tables are left out by the "
+                "include/exclude patterns",
+                "check the list of tables in the report is the one you mean to migrate")
+    if filtered:
+        chosen = {(t["schema"], t["name"]) for t in tables}
+        parents = {t["schema"] + "." + t["name"]: t for t in source_inv.get("tables", [])}
+        for fk in source_inv.get("foreign_keys", []):
+            here = (fk["schema"], fk["table"]) in chosen
+            there = (fk["ref_schema"], fk["ref_table"]) in chosen
+            if here and not there:
+                out.add("FOREIGN_KEY_TO_EXCLUDED_TABLE", HIGH, qualified(fk["schema"], fk["table"]),
+                        f"foreign key {fk['name']} of {qualified(fk['schema'], fk['table'])} references "
+                        f"{qualified(fk['ref_schema'], fk['ref_table'])}, which the patterns leave out: the key "
+                        "cannot be created (or its rows cannot be checked) on the target",
+                        f"include {fk['ref_schema']}.{fk['ref_table']}, or exclude "
+                        f"{fk['schema']}.{fk['table']} too", capped=True)
+        for t in tables:
+            parent = parents.get(t.get("parent") or "")
+            if t["kind"] == "partition" and parent and (parent["schema"], parent["name"]) not in chosen:
+                out.add("PARTITION_WITHOUT_PARENT", MEDIUM, qualified(t["schema"], t["name"]),
+                        f"partition {qualified(t['schema'], t['name'])} is selected but its partitioned table "
+                        f"{t['parent']} is not",
+                        f"include {t['parent']} as well, or exclude its partitions", capped=True)
+
+
+def _target_tables(out: _Findings, tables: list[dict], target_rows: dict, replace: bool, target_inv: dict) -> None:
+    for t in tables:
+        key = (t["schema"], t["name"])
+        if key not in target_rows:
+            continue
+        rows = target_rows[key]
+        name = qualified(*key)
+        if rows > 0:
+            if replace:
+                out.add("TARGET_NOT_EMPTY", MEDIUM, name,
+                        f"the target table {name} holds {rows:,} rows; with on_target_not_empty=REPLACE it will "
+                        "be dropped and recreated, and those rows will be lost",
+                        "back up the target table first if its rows matter", capped=True)
+            else:
+                out.add("TARGET_NOT_EMPTY", BLOCKER, name,
+                        f"the target already has a table {name} holding {rows:,} rows",
+                        "migrate into an empty database, drop or rename the target table, or create the "
+                        "migration with --replace-target (on_target_not_empty=REPLACE) to empty and refill it",
+                        capped=True)
+        else:
+            out.add("TARGET_TABLE_EXISTS", MEDIUM if replace else BLOCKER, name,
+                    f"the target already has an (empty) table {name}"
+                    + ("; with on_target_not_empty=REPLACE it will be dropped and recreated" if replace
+                       else "; the migration refuses to write into existing tables"),
+                    "nothing to do" if replace else
+                    "drop it on the target, migrate into an empty database, or create the migration with "
+                    "--replace-target (on_target_not_empty=REPLACE)", capped=True)
+
+
+def _tables(out: _Findings, tables: list[dict], src: dict, options) -> None:
+    threshold = (options.split_threshold_bytes if options is not None and options.split_threshold_bytes > 0
+                 else DEFAULT_SPLIT_BYTES)
+    unlogged, foreign, rls, no_stats = [], [], [], []
+    for t in tables:
+        name = qualified(t["schema"], t["name"])
+        holds_rows = t["kind"] in ("table", "partition", "inheritance_child")
+        if holds_rows and not t.get("has_primary_key"):
+            out.add("NO_PRIMARY_KEY", LOW, name,
+                    f"{name} has no primary key: verification can compare row counts and a checksum of the "
+                    "whole table, but cannot say which rows differ, and it is slower",
+                    f"add a primary key to {name} before migrating if the table has a unique, not-null column "
+                    "set (ALTER TABLE ... ADD PRIMARY KEY (...)); otherwise nothing to do", capped=True)
+        if t.get("unlogged"):
+            unlogged.append(name)
+        if t["kind"] == "foreign":
+            foreign.append(f"{name} (server {t.get('foreign_server')})")
+        if t.get("rls_enabled"):
+            rls.append(name)
+        if holds_rows and t.get("never_analyzed") and t.get("bytes", 0) > 100 * 1024 * 1024:
+            no_stats.append(name)
+        size = t.get("bytes", 0)
+        if holds_rows and size > LARGE_TABLE_BYTES:
+            out.add("LARGE_TABLE", MEDIUM, name,
+                    f"{name} is {human_bytes(size)} (about {t.get('row_estimate', 0):,} rows): it is copied in "
+                    "parts in parallel, and dominates the migration time and the target's disk and WAL",
+                    "make sure the target has the disk space (table, indexes and WAL) and plan the time the "
+                    "validation report estimates", capped=True)
+        elif holds_rows and size > threshold:
+            out.add("LARGE_TABLE", INFO, name,
+                    f"{name} is {human_bytes(size)}: it is copied in parts (split threshold "
+                    f"{human_bytes(threshold)})", "nothing to do", capped=True)
+    if unlogged:
+        out.add("UNLOGGED_TABLES", INFO, _list(unlogged),
+                f"{len(unlogged)} unlogged tables ({_list(unlogged)}) stay unlogged on the target: they are "
+                "not crash-safe (emptied after a crash) and not replicated to standbys",
+                "nothing to do if that is intended; otherwise ALTER TABLE ... SET LOGGED on the target")
+    if foreign:
+        out.add("FOREIGN_TABLES", MEDIUM, _list(foreign),
+                f"{len(foreign)} foreign tables ({_list(foreign)}): only their definitions are copied, not "
+                "the remote data; they need the foreign server and user mappings on the target",
+                "create the foreign server and user mappings on the target (with the passwords, which are not "
+                "copied) and check the remote server accepts connections from the target host")
+    if rls:
+        bypass = src.get("is_superuser") or src.get("bypass_rls")
+        out.add("ROW_LEVEL_SECURITY", INFO if bypass else HIGH, _list(rls),
+                f"{len(rls)} tables have row level security enabled ({_list(rls)}); the policies are copied"
+                + ("" if bypass else f", but the source user {src.get('current_user')!r} is neither superuser "
+                   "nor BYPASSRLS, so the copy could see only part of the rows"),
+                "nothing to do" if bypass else
+                f"connect to the source as a superuser or a role WITH BYPASSRLS (ALTER ROLE "
+                f"{quote_ident(str(src.get('current_user')))} BYPASSRLS)")
+    if no_stats:
+        out.add("NO_STATISTICS", INFO, _list(no_stats),
+                f"{len(no_stats)} large tables were never analyzed ({_list(no_stats)}): row estimates are 0 "
+                "and the plan's time estimate is less accurate",
+                "run ANALYZE on the source before planning, for better estimates")
+
+
+def _owners(out: _Findings, source_inv: dict, target_inv: dict) -> None:
+    target_roles = {r["name"] for r in target_inv.get("roles", [])}
+    if not target_inv.get("roles") and not target_inv.get("server"):
+        return  # no target inventory to compare against
+    for o in source_inv.get("owners", []):
+        role = o["role"]
+        if role.startswith("pg_") or role in target_roles:
+            continue
+        kinds = ", ".join(o.get("kinds") or [])
+        target_user = target_inv.get("server", {}).get("current_user")
+        out.add("OWNER_ROLE_MISSING", HIGH, f"role {role}",
+                f"role {role!r} owns {o.get('objects', 0)} objects in the source ({kinds}) but does not exist on "
+                f"the target; those objects will be owned by the target user {target_user!r}, and grants to "
+                f"{role!r} cannot be restored",
+                f"CREATE ROLE {quote_ident(role)} NOLOGIN; on the target before migrating (give it LOGIN and a "
+                "password if applications connect as it), or accept the new owner")
+
+
+def _objects(out: _Findings, source_inv: dict, names: set) -> None:
+    lo = source_inv.get("large_objects", {}) or {}
+    if lo.get("count", 0) > 0:
+        out.add("LARGE_OBJECTS", LOW if lo.get("bytes", 0) > GB else INFO, "large objects",
+                f"the source holds {lo['count']:,} large objects ({human_bytes(lo.get('bytes', 0))} in "
+                "pg_largeobject); they are copied at the end, after the tables, with their OIDs kept",
+                "nothing to do; columns that hold their OIDs stay valid because the OIDs are kept")
+    invalid = [f"{qualified(i['schema'], i['name'])}" for i in source_inv.get("indexes", [])
+               if not i.get("is_valid") and (i["schema"], i["table"]) in names]
+    if invalid:
+        out.add("INVALID_INDEXES", MEDIUM, _list(invalid),
+                f"{len(invalid)} indexes are invalid in the source ({_list(invalid)}), left by a failed "
+                "CREATE INDEX CONCURRENTLY; they are built on the target, where a unique one may fail",
+                "REINDEX INDEX CONCURRENTLY them (or drop them) on the source before migrating")
+    not_valid = [f"{c['name']} on {qualified(c['schema'], c['table'])}"
+                 for c in source_inv.get("constraints", []) + source_inv.get("foreign_keys", [])
+                 if c.get("validated") is False]
+    if not_valid:
+        out.add("NOT_VALID_CONSTRAINTS", INFO, _list(not_valid),
+                f"{len(not_valid)} constraints are NOT VALID in the source ({_list(not_valid)}): existing rows "
+                "may break them; they are created NOT VALID on the target too",
+                "VALIDATE CONSTRAINT them on the source when you can, to know the data holds")
+    matviews = [qualified(v["schema"], v["name"]) for v in source_inv.get("views", [])
+                if v.get("kind") == "materialized"]
+    if matviews:
+        out.add("MATERIALIZED_VIEWS", INFO, _list(matviews),
+                f"{len(matviews)} materialized views ({_list(matviews)}) are created and refreshed on the target "
+                "from the copied tables, not copied",
+                "nothing to do; allow time for the refresh of large ones")
+    disabled = [f"{t['name']} on {qualified(t['schema'], t['table'])}" for t in source_inv.get("triggers", [])
+                if t.get("enabled") in ("disabled", "replica", "always") and (t["schema"], t["table"]) in names]
+    if disabled:
+        out.add("TRIGGER_STATE", INFO, _list(disabled),
+                f"{len(disabled)} triggers are disabled or set to fire only/also on replicas ({_list(disabled)})",
+                "check their state on the target after the migration and ALTER TABLE ... ENABLE/DISABLE "
+                "TRIGGER as needed")
+
+
+def _traffic(out: _Findings, source_inv: dict) -> None:
+    act = source_inv.get("activity", {}) or {}
+    delta, writers, active = (act.get("tuples_changed_delta", 0), act.get("writing_sessions", 0),
+                              act.get("active_sessions", 0))
+    if delta > 0 or writers > 0:
+        out.add("WRITE_TRAFFIC", MEDIUM, "source database",
+                f"the source is being written to: {delta:,} rows changed in {act.get('window_seconds', 0):.1f}s "
+                f"and {writers} sessions hold writing transactions while discovery ran. The copy is a snapshot "
+                "at the moment the migration starts; writes after it are not copied",
+                "stop the applications that write (or make the source read-only) before the migration starts, "
+                "or plan a cutover: migrate, then move the writers to the target and replay what changed")
+    elif active > 0:
+        out.add("ACTIVE_SESSIONS", LOW, "source database",
+                f"{active} other sessions were busy in the source database while discovery ran (no writes "
+                "seen); writes made after the migration starts are not copied",
+                "make sure no application writes to the source during the migration")
+    if act.get("prepared_xacts", 0):
+        out.add("PREPARED_TRANSACTIONS", MEDIUM, "source database",
+                f"{act['prepared_xacts']} prepared (two-phase) transactions are open in the source: their "
+                "changes are not in the snapshot and they hold locks",
+                "COMMIT PREPARED or ROLLBACK PREPARED them (see pg_prepared_xacts) before migrating")
+    if act.get("publications", 0) or act.get("replication_slots", 0):
+        out.add("REPLICATION_OBJECTS", INFO, "source database",
+                f"the source has {act.get('publications', 0)} publications and {act.get('replication_slots', 0)} "
+                "replication slots; publications and subscriptions are not copied",
+                "recreate the publications you need on the target and repoint subscribers after the cutover")
+
+
+def _connections(out: _Findings, source_inv: dict, target_inv: dict, options) -> None:
+    jobs = _jobs(options)
+    need = jobs * 2 + 3
+    for side, inv in (("source", source_inv), ("target", target_inv)):
+        srv = inv.get("server", {})
+        if not srv.get("max_connections"):
+            continue
+        used = (inv.get("activity", {}) or {}).get("connections", srv.get("connections", 0))
+        reserved = 0 if srv.get("is_superuser") else srv.get("superuser_reserved_connections", 0)
+        free = srv["max_connections"] - reserved - used
+        if free < need:
+            out.add("NOT_ENOUGH_CONNECTIONS", HIGH, f"{side} server",
+                    f"the {side} server allows {srv['max_connections']} connections"
+                    + (f" ({reserved} reserved for superusers)" if reserved else "")
+                    + f", {used} are in use, {free} are free; {jobs} parallel jobs need {need}",
+                    f"lower the number of jobs to {max(1, (free - 3) // 2)} or less, close idle connections, "
+                    f"or raise max_connections on the {side} (needs a restart)")
+
+
+def _settings(out: _Findings, src: dict, tgt: dict, tables: Iterable[dict]) -> None:
+    if src.get("timezone") and tgt.get("timezone") and src["timezone"] != tgt["timezone"]:
+        out.add("TIMEZONE_DIFFERS", INFO, "target server",
+                f"the source's TimeZone is {src['timezone']}, the target's {tgt['timezone']}: stored timestamptz "
+                "values are the same instants, but they print differently and now()::date may change",
+                f"ALTER DATABASE ... SET TimeZone = '{src['timezone']}' on the target if applications rely on it")
+    total = sum(t.get("bytes", 0) for t in tables)
+    if total > GB and 0 < tgt.get("maintenance_work_mem_bytes", 0) < 256 * 1024 * 1024:
+        out.add("TARGET_SETTINGS", INFO, "maintenance_work_mem",
+                f"the target's maintenance_work_mem is {human_bytes(tgt['maintenance_work_mem_bytes'])}: index "
+                f"builds for {human_bytes(total)} of tables will be slower than they need to be",
+                "raise maintenance_work_mem on the target for the migration (e.g. 1GB: ALTER SYSTEM SET "
+                "maintenance_work_mem = '1GB'; SELECT pg_reload_conf())")
+    if total > 10 * GB and 0 < tgt.get("max_wal_size_bytes", 0) < 8 * GB:
+        out.add("TARGET_SETTINGS", INFO, "max_wal_size",
+                f"the target's max_wal_size is {human_bytes(tgt['max_wal_size_bytes'])}: loading "
+                f"{human_bytes(total)} will trigger frequent checkpoints",
+                "raise max_wal_size on the target for the migration (e.g. ALTER SYSTEM SET max_wal_size = "
+                "'16GB'; SELECT pg_reload_conf())")
+    if tgt and total >= GB:
+        out.add("TARGET_DISK", INFO, "target server",
+                f"the selected tables take {human_bytes(total)} with their indexes in the source; the target "
+                "needs at least that much free disk, plus WAL",
+                "check the free space of the target's data directory before approving")

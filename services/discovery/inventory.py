@@ -1,0 +1,120 @@
+"""The catalog of one database: one set-based query per kind of object, each a readable file in sql/.
+
+Everything is read in one REPEATABLE READ, READ ONLY transaction, so the lists agree with each
+other. Write traffic is sampled twice (at the start and at the end, at least SAMPLE_SECONDS apart)
+to tell a database that is being written to from one that was written to some time ago.
+"""
+from __future__ import annotations
+
+import datetime
+import decimal
+import os
+import time
+from pathlib import Path
+
+import psycopg
+from psycopg.rows import dict_row
+
+from services.common.errors import DatabaseError
+from services.common.pg import is_transient
+
+_SQL = Path(__file__).parent / "sql"
+
+# kind -> query file; each returns one row per object.
+LIST_KINDS = ("extensions", "schemas", "tables", "columns", "primary_keys", "foreign_keys", "indexes",
+              "constraints", "sequences", "views", "functions", "triggers", "owners", "roles")
+
+# The shortest window between the two write-traffic samples. PostgreSQL backends publish their
+# counters about once a second, so a shorter window could miss a steady writer.
+SAMPLE_SECONDS = float(os.environ.get("DBMIGRATE_DISCOVERY_SAMPLE_SECONDS", "1.0"))
+LOCK_TIMEOUT = os.environ.get("DBMIGRATE_DISCOVERY_LOCK_TIMEOUT", "10s")
+
+
+def _sql(name: str) -> str:
+    return (_SQL / f"{name}.sql").read_text()
+
+
+def _plain(value):
+    """A JSON-able form of what psycopg returns."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (datetime.date, datetime.datetime, datetime.time, datetime.timedelta)):
+        return str(value)
+    if isinstance(value, (bytes, memoryview)):
+        return bytes(value).hex()
+    return str(value)
+
+
+def _rows(cur: psycopg.Cursor, name: str) -> list[dict]:
+    cur.execute(_sql(name))
+    return [{k: _plain(v) for k, v in row.items()} for row in cur.fetchall()]
+
+
+def _activity(cur: psycopg.Cursor) -> dict:
+    # The statistics views are cached for the whole transaction: drop the cache to read them anew.
+    cur.execute("SELECT pg_stat_clear_snapshot()")
+    return _rows(cur, "activity")[0]
+
+
+def inventory(conn: psycopg.Connection, *, sample_seconds: float | None = None) -> dict:
+    """The catalog of the database conn is connected to, as plain JSON-able dicts and lists.
+
+    Keys: server (one dict), large_objects (one dict), activity (two samples and their
+    difference), counts (objects per kind), and one list per kind in LIST_KINDS.
+    sample_seconds: the shortest window between the two activity samples (default SAMPLE_SECONDS;
+    0 for a database whose write traffic does not matter, e.g. the target).
+    """
+    window = SAMPLE_SECONDS if sample_seconds is None else sample_seconds
+    where = f"database {conn.info.dbname!r} on {conn.info.host}:{conn.info.port}"
+    was = (conn.isolation_level, conn.read_only)
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        conn.rollback()
+    conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    conn.read_only = True
+    t0 = time.monotonic()
+    try:
+        with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+            # Catalog queries over tens of thousands of tables look expensive to the planner, and JIT
+            # compiling them costs more than it saves (2.2 s instead of 0.8 s for 20,000 tables).
+            cur.execute("SET LOCAL jit = off")
+            first = _activity(cur)
+            inv: dict = {"server": _rows(cur, "server")[0]}
+            for kind in LIST_KINDS:
+                inv[kind] = _rows(cur, kind)
+            inv["large_objects"] = _rows(cur, "large_objects")[0]
+            wait = window - (time.monotonic() - t0)
+            if wait > 0:
+                time.sleep(wait)
+            last = _activity(cur)
+    except psycopg.Error as err:
+        msg = (str(err).strip().splitlines() or ["no message"])[0]
+        if getattr(err, "sqlstate", None) == "55P03":
+            msg += " (another session holds a lock on a table: an ALTER, TRUNCATE or VACUUM FULL may be running)"
+        raise DatabaseError(f"reading the catalog of {where} failed: {msg}", retryable=is_transient(err)) from None
+    finally:
+        if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+            conn.isolation_level, conn.read_only = was
+    seconds = round(time.monotonic() - t0, 3)
+    inv["activity"] = {
+        "first": first,
+        "last": last,
+        "window_seconds": seconds,
+        "tuples_changed_delta": max(0, (last["tuples_changed"] or 0) - (first["tuples_changed"] or 0)),
+        "active_sessions": max(first["active_sessions"], last["active_sessions"]),
+        "writing_sessions": max(first["writing_sessions"], last["writing_sessions"]),
+        "connections": last["connections"],
+        "prepared_xacts": last["prepared_xacts"],
+        "replication_slots": last["replication_slots"],
+        "publications": last["publications"],
+    }
+    inv["counts"] = {kind: len(inv[kind]) for kind in LIST_KINDS}
+    inv["counts"]["large_objects"] = inv["large_objects"]["count"]
+    inv["inventory_seconds"] = seconds
+    return inv

@@ -1,0 +1,18 @@
+-- Functions, procedures and aggregates written by users (not by extensions).
+SELECT n.nspname                                 AS schema,
+       p.proname                                 AS name,
+       pg_get_function_identity_arguments(p.oid) AS arguments,
+       CASE coalesce(to_jsonb(p) ->> 'prokind', 'f')  -- PG 11+
+            WHEN 'f' THEN 'function' WHEN 'p' THEN 'procedure'
+            WHEN 'a' THEN 'aggregate' WHEN 'w' THEN 'window' END AS kind,
+       l.lanname                                 AS language,
+       pg_get_userbyid(p.proowner)               AS owner,
+       p.prosecdef                               AS security_definer
+  FROM pg_proc p
+  JOIN pg_namespace n ON n.oid = p.pronamespace
+  JOIN pg_language l ON l.oid = p.prolang
+ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+   AND n.nspname NOT LIKE 'pg\_toast%' AND n.nspname NOT LIKE 'pg\_temp%'
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                    WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
+ ORDER BY 1, 2, 3;

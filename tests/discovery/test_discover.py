@@ -1,0 +1,472 @@
+"""Discovery against a real PostgreSQL: the inventory, the findings, and clear connection errors."""
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+from pathlib import Path
+
+import psycopg
+import pytest
+from google.protobuf.json_format import MessageToDict
+
+from dbmigrate.v1 import agents_pb2, common_pb2
+from services.common.errors import DBMigrateError, InvalidInput, Unavailable
+from services.common.pg import parse_url
+from services.discovery import inventory as inventory_mod
+from services.discovery.discover import discover
+from services.discovery.findings import find
+from services.discovery.inventory import inventory
+from tests.fixtures.nats import free_port
+
+AWKWARD = Path(__file__).resolve().parents[1] / "fixtures" / "awkward.sql"
+
+
+@pytest.fixture(autouse=True)
+def short_sample(monkeypatch):
+    # The two write-traffic samples are normally a second apart; tests need not wait that long.
+    monkeypatch.setattr(inventory_mod, "SAMPLE_SECONDS", 0.05)
+
+
+def request(src, dst, **options) -> agents_pb2.DiscoverRequest:
+    return agents_pb2.DiscoverRequest(workflow_id="wf-test", source=src.conn, target=dst.conn,
+                                      options=common_pb2.MigrationOptions(**options))
+
+
+def by_code(report_or_findings, code):
+    findings = getattr(report_or_findings, "findings", report_or_findings)
+    return [f for f in findings if f.code == code]
+
+
+def load_awkward(db) -> None:
+    r = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db.url, "-f", str(AWKWARD)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+class CountingCursor(psycopg.Cursor):
+    """A real cursor that counts the statements it runs."""
+    executed = 0
+
+    def execute(self, query, params=None, **kw):
+        CountingCursor.executed += 1
+        return super().execute(query, params, **kw)
+
+
+def statements_for(db) -> int:
+    with db.connect() as c:
+        c.cursor_factory = CountingCursor
+        CountingCursor.executed = 0
+        inventory(c)
+        return CountingCursor.executed
+
+
+# ---- the inventory ----
+
+def test_inventory_of_the_awkward_fixture(new_database):
+    db = new_database("dawk")
+    load_awkward(db)
+    with db.connect() as c:
+        inv = inventory(c)
+    json.dumps(inv)  # plain JSON-able
+    tables = {(t["schema"], t["name"]): t for t in inv["tables"]}
+    assert tables[("app", "measurements")]["kind"] == "partitioned"
+    assert tables[("app", "measurements_2024")]["kind"] == "partition"
+    assert tables[("app", "measurements_2024")]["parent"] == "app.measurements"
+    assert tables[("app", "truck")]["kind"] == "inheritance_child"
+    assert tables[("app", "vehicle")]["kind"] == "table"
+    assert tables[("app", "cache")]["unlogged"] is True
+    assert tables[("app", "events_nokey")]["has_primary_key"] is False
+    assert tables[("app", "employee")]["has_primary_key"] is True
+    assert tables[("app", "secrets")]["rls_enabled"] is True and tables[("app", "secrets")]["policies"] == 1
+    assert tables[('Sales "Dept"', "Order Items")]["bytes"] > 0
+    assert tables[("app", "employee")]["owner"] == "postgres"
+    assert len([t for t in inv["tables"] if t["name"].startswith("small_")]) == 110
+    installed = {e["name"] for e in inv["extensions"] if e["installed"]}
+    assert {"hstore", "citext", "plpgsql"} <= installed
+    assert inv["large_objects"]["count"] == 1
+    assert {s["name"] for s in inv["schemas"]} >= {"app", 'Sales "Dept"', "public"}
+    assert any(v["name"] == "mood_counts" and v["kind"] == "materialized" for v in inv["views"])
+    assert any(t["name"] == "watched_audit" for t in inv["triggers"])
+    assert any(f["name"] == "log_insert" for f in inv["functions"])
+    assert {s["name"] for s in inv["sequences"]} >= {"ticket_seq", "empty_one_id_seq"}
+    assert next(s for s in inv["sequences"] if s["name"] == "ticket_seq")["last_value"] == 4242
+    assert any(fk["name"] == "a_b_fk" and fk["deferrable"] for fk in inv["foreign_keys"])
+    assert any(i["name"] == "employee_name_idx" and i["uses_collation"] for i in inv["indexes"])
+    assert any(pk["table"] == "Order Items" and pk["columns"] == ["id"] for pk in inv["primary_keys"])
+    assert any(c["table"] == "Order Items" and c["name"] == "with space" for c in inv["columns"])
+    assert not any(c["name"] == "gone" or "dropped" in c["name"] for c in inv["columns"])
+    # Extension-owned objects (hstore's and citext's functions and types) are not listed.
+    assert not any(f["name"] in ("hstore_in", "citext_eq") for f in inv["functions"])
+    assert {o["role"] for o in inv["owners"]} >= {"postgres"}
+    assert inv["server"]["encoding"] and inv["server"]["collation_provider"] in ("libc", "icu")
+    assert inv["server"]["version_num"] >= 150000 and inv["server"]["max_connections"] > 0
+    assert inv["counts"]["tables"] == len(inv["tables"])
+
+
+def test_inventory_runs_a_fixed_number_of_queries(new_database):
+    small, big = new_database("dfew"), new_database("dmany")
+    small.execute("CREATE TABLE one (id int PRIMARY KEY, v text)")
+    big.execute("DO $$ BEGIN FOR k IN 1..60 LOOP "
+                "EXECUTE format('CREATE TABLE t%s (id int PRIMARY KEY, v text CHECK (v <> ''x''))', k); "
+                "EXECUTE format('CREATE INDEX ON t%s (v)', k); END LOOP; END $$")
+    assert statements_for(small) == statements_for(big)
+
+
+def test_inventory_skips_system_and_extension_objects(new_database):
+    db = new_database("dsys")
+    db.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+    db.execute("CREATE TABLE public.mine (id int PRIMARY KEY)")
+    with db.connect() as c:
+        inv = inventory(c)
+    assert [(t["schema"], t["name"]) for t in inv["tables"]] == [("public", "mine")]
+    assert not any(f["name"].startswith(("similarity", "gtrgm")) for f in inv["functions"])
+    assert not any(s["name"] in ("pg_catalog", "information_schema", "pg_toast") for s in inv["schemas"])
+
+
+# ---- discover() end to end ----
+
+@pytest.fixture
+def source_and_target(new_database):
+    src, dst = new_database("dsrc"), new_database("dtgt")
+    src.execute("""
+        CREATE EXTENSION IF NOT EXISTS hstore;
+        CREATE SCHEMA "My ""Odd"" Schema";
+        CREATE TABLE "My ""Odd"" Schema"."we""ird name" (id int PRIMARY KEY, "a b" text);
+        INSERT INTO "My ""Odd"" Schema"."we""ird name" VALUES (1, 'x');
+        CREATE TABLE public.nokey (a int, b text);
+        INSERT INTO public.nokey SELECT g, 'r' FROM generate_series(1, 10) g;
+        CREATE UNLOGGED TABLE public.scratch (id int PRIMARY KEY);
+        CREATE TABLE public.orders (id int PRIMARY KEY, note text);
+        INSERT INTO public.orders SELECT g, 'o' FROM generate_series(1, 5) g;
+        CREATE TABLE public.events (id int, at date, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+        CREATE TABLE public.events_2024 PARTITION OF public.events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+        CREATE TABLE public.animal (id int);
+        CREATE TABLE public.dog (bark text) INHERITS (public.animal);
+        SELECT lo_from_bytea(0, 'hello large object');
+    """)
+    dst.execute("CREATE TABLE public.orders (id int PRIMARY KEY, note text); "
+                "INSERT INTO public.orders VALUES (1, 'a'), (2, 'b'), (3, 'c')")
+    return src, dst
+
+
+def test_discover_reports_tables_and_findings(source_and_target):
+    src, dst = source_and_target
+    report = discover(request(src, dst, jobs=2))
+
+    tables = {(t.schema, t.name): t for t in report.tables}
+    assert tables[('My "Odd" Schema', 'we"ird name')].has_primary_key
+    assert tables[("public", "nokey")].has_primary_key is False
+    assert tables[("public", "scratch")].unlogged
+    assert tables[("public", "events")].kind == "partitioned"
+    assert tables[("public", "events_2024")].kind == "partition"
+    assert tables[("public", "dog")].kind == "inheritance_child"
+    assert tables[("public", "orders")].target_rows == 3
+    assert tables[("public", "nokey")].target_rows == -1
+    assert tables[("public", "orders")].owner == "postgres"
+
+    blocker = by_code(report, "TARGET_NOT_EMPTY")
+    assert len(blocker) == 1 and blocker[0].severity == common_pb2.BLOCKER
+    assert blocker[0].object == "public.orders" and "3 rows" in blocker[0].message and blocker[0].remedy
+    assert report.findings[0].severity == common_pb2.BLOCKER  # most severe first
+
+    nopk = {f.object for f in by_code(report, "NO_PRIMARY_KEY")}
+    assert {"public.nokey", "public.animal", "public.dog"} <= nopk
+    assert all(f.severity == common_pb2.LOW for f in by_code(report, "NO_PRIMARY_KEY"))
+    assert "public.events" not in nopk  # a partitioned table holds no rows of its own
+    lo = by_code(report, "LARGE_OBJECTS")
+    assert lo and "1 large objects" in lo[0].message and lo[0].severity in (common_pb2.INFO, common_pb2.LOW)
+    unlogged = by_code(report, "UNLOGGED_TABLES")
+    assert unlogged and "public.scratch" in unlogged[0].message and unlogged[0].severity == common_pb2.INFO
+    ext = by_code(report, "EXTENSION_MISSING")  # available on the target, not yet installed: informative
+    assert [f.object for f in ext] == ["extension hstore"] and ext[0].severity <= common_pb2.LOW
+    assert "pre-data" in ext[0].remedy
+    assert not by_code(report, "OWNER_ROLE_MISSING")
+    for f in report.findings:
+        assert f.code and f.object and f.message and f.remedy, f
+
+    assert "hstore" in report.source.extensions_installed and "hstore" in report.target.extensions_available
+    assert report.source.version_num >= 150000 and report.target.encoding == report.source.encoding
+    assert report.source.collation_provider and report.source.size_bytes > 0 and report.source.max_connections > 0
+    assert report.pg_dump_version.startswith("pg_dump")
+    assert report.summary == "" and report.advisor == ""
+
+    details = json.loads(json.dumps(MessageToDict(report.details)))
+    names = {(t["schema"], t["name"]) for t in details["source"]["tables"]}
+    assert ("public", "orders") in names and ('My "Odd" Schema', 'we"ird name') in names
+    assert details["target"]["tables"][0]["name"] == "orders"
+
+
+def test_replace_makes_a_non_empty_target_a_warning(source_and_target):
+    src, dst = source_and_target
+    report = discover(request(src, dst, on_target_not_empty=common_pb2.REPLACE))
+    f = by_code(report, "TARGET_NOT_EMPTY")
+    assert len(f) == 1 and f[0].severity == common_pb2.MEDIUM and "3 rows" in f[0].message
+    assert "dropped" in f[0].message or "emptied" in f[0].message
+
+
+def test_include_exclude_decide_which_tables_count(source_and_target):
+    src, dst = source_and_target
+    report = discover(request(src, dst, exclude=["public.orders", "public.nokey"]))
+    names = {(t.schema, t.name) for t in report.tables}
+    assert ("public", "orders") not in names and ("public", "scratch") in names
+    assert not by_code(report, "TARGET_NOT_EMPTY")
+    assert "public.nokey" not in {f.object for f in by_code(report, "NO_PRIMARY_KEY")}
+    report = discover(request(src, dst, include=["My*"]))
+    assert [(t.schema, t.name) for t in report.tables] == [('My "Odd" Schema', 'we"ird name')]
+    report = discover(request(src, dst, include=["nomatch.*"]))
+    assert not report.tables and by_code(report, "NO_TABLES_SELECTED")
+
+
+def test_empty_same_named_target_table_is_reported(new_database):
+    src, dst = new_database("dsrc"), new_database("dtgt")
+    src.execute("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)")
+    dst.execute("CREATE TABLE t (id int PRIMARY KEY)")
+    report = discover(request(src, dst))
+    assert report.tables[0].target_rows == 0
+    assert not by_code(report, "TARGET_NOT_EMPTY")
+    f = by_code(report, "TARGET_TABLE_EXISTS")
+    assert f and f[0].severity == common_pb2.BLOCKER and f[0].object == "public.t"
+
+
+def test_write_traffic_is_reported(new_database):
+    src, dst = new_database("dsrc"), new_database("dtgt")
+    src.execute("CREATE TABLE t (id int PRIMARY KEY)")
+    with src.connect() as writer:
+        writer.execute("INSERT INTO t VALUES (1)")  # an open transaction that has written
+        report = discover(request(src, dst))
+        writer.rollback()
+    f = by_code(report, "WRITE_TRAFFIC")
+    assert f and f[0].severity == common_pb2.MEDIUM and "snapshot" in f[0].message
+    quiet = discover(request(src, dst))
+    assert not by_code(quiet, "WRITE_TRAFFIC")
+
+
+def test_same_database_is_a_blocker(new_database):
+    db = new_database("dsame")
+    db.execute("CREATE TABLE t (id int PRIMARY KEY)")
+    report = discover(request(db, db))
+    assert by_code(report, "SAME_DATABASE")[0].severity == common_pb2.BLOCKER
+
+
+# ---- connection errors ----
+
+def test_missing_database_names_it(new_database, pg_admin_url):
+    src = new_database("dsrc")
+    missing = parse_url(pg_admin_url.rsplit("/", 1)[0] + "/dbm_no_such_database")
+    req = agents_pb2.DiscoverRequest(source=src.conn, target=missing)
+    with pytest.raises(DBMigrateError) as err:
+        discover(req)
+    assert "dbm_no_such_database" in str(err.value) and "does not exist" in str(err.value)
+    assert "target" in str(err.value)
+
+
+def test_wrong_password_unknown_role_and_unreachable_are_clear(new_database, pg_admin_url):
+    src = new_database("dsrc")
+    bad = parse_url(src.url.replace("postgresql://postgres@", "postgresql://postgres:wrong-pw-987@"))
+    try:
+        report = discover(agents_pb2.DiscoverRequest(source=bad, target=src.conn))
+    except InvalidInput as err:  # a server that checks passwords
+        assert "authentication failed" in str(err) and "wrong-pw-987" not in str(err)
+    else:  # this test server trusts local connections: the password is not checked
+        assert report.source.version_num > 0
+    nobody = parse_url(src.url.replace("postgresql://postgres@", "postgresql://dbm_nobody_here@"))
+    with pytest.raises(InvalidInput, match="dbm_nobody_here"):
+        discover(agents_pb2.DiscoverRequest(source=nobody, target=src.conn))
+    port = free_port()
+    gone = parse_url(f"postgresql://postgres@127.0.0.1:{port}/db?connect_timeout=2")
+    with pytest.raises(Unavailable, match="cannot reach"):
+        discover(agents_pb2.DiscoverRequest(source=src.conn, target=gone))
+    with pytest.raises(InvalidInput):
+        discover(agents_pb2.DiscoverRequest(source=src.conn))
+
+
+# ---- findings from crafted inventories ----
+
+def server(**kw) -> dict:
+    base = {"version": "15.4", "version_num": 150004, "database": "app", "database_oid": 16384,
+            "encoding": "UTF8", "collation": "en_US.UTF-8", "ctype": "en_US.UTF-8", "collation_provider": "libc",
+            "icu_locale": None, "size_bytes": 10 ** 6, "max_connections": 100, "superuser_reserved_connections": 3,
+            "wal_level": "replica", "timezone": "UTC", "max_wal_size_bytes": 2 ** 30,
+            "maintenance_work_mem_bytes": 2 ** 26, "default_transaction_read_only": "off", "in_recovery": False,
+            "started_at": "2024-01-01 00:00:00+00", "current_user": "postgres", "is_superuser": True,
+            "bypass_rls": True, "can_create_schema": True, "connections": 1}
+    base.update(kw)
+    return base
+
+
+def table(name, schema="public", **kw) -> dict:
+    base = {"schema": schema, "name": name, "kind": "table", "parent": None, "row_estimate": 10,
+            "never_analyzed": False, "bytes": 8192, "has_primary_key": True, "unlogged": False, "owner": "postgres",
+            "rls_enabled": False, "rls_forced": False, "policies": 0, "foreign_server": None}
+    base.update(kw)
+    return base
+
+
+def inv(**kw) -> dict:
+    base = {"server": server(), "extensions": [{"name": "plpgsql", "installed": True, "installed_version": "1.0",
+                                                "available": True, "default_version": "1.0"}],
+            "tables": [], "indexes": [], "foreign_keys": [], "constraints": [], "views": [], "triggers": [],
+            "owners": [{"role": "postgres", "exists": True, "objects": 3, "kinds": ["relation"]}],
+            "roles": [{"name": "postgres", "superuser": True, "can_login": True}],
+            "large_objects": {"count": 0, "bytes": 0},
+            "activity": {"tuples_changed_delta": 0, "writing_sessions": 0, "active_sessions": 0, "connections": 1,
+                         "window_seconds": 1.0, "prepared_xacts": 0, "publications": 0, "replication_slots": 0}}
+    base.update(kw)
+    return base
+
+
+OPTS = common_pb2.MigrationOptions(jobs=4)
+DUMP = (15, 4, "pg_dump (PostgreSQL) 15.4")
+
+
+def test_findings_for_a_clean_pair_are_quiet():
+    s = inv(tables=[table("a")])
+    t = inv(server=server(started_at="2024-02-02 00:00:00+00"))
+    assert [f.code for f in find(s, t, OPTS, DUMP, {})] == []
+
+
+def test_findings_extension_missing_and_available():
+    ext = [{"name": "postgis", "installed": True, "installed_version": "3.4", "available": True,
+            "default_version": "3.4"},
+           {"name": "hstore", "installed": True, "installed_version": "1.8", "available": True,
+            "default_version": "1.8"}]
+    s = inv(extensions=ext)
+    t = inv(server=server(started_at="x"), extensions=[{"name": "hstore", "installed": False,
+                                                        "installed_version": None, "available": True,
+                                                        "default_version": "1.8"}])
+    found = find(s, t, OPTS, DUMP, {})
+    missing = by_code(found, "EXTENSION_MISSING")
+    assert [(f.object, f.severity) for f in missing] == [("extension postgis", common_pb2.BLOCKER),
+                                                         ("extension hstore", common_pb2.INFO)]
+    assert "postgis" in missing[0].remedy and "does not have it available" in missing[0].message
+    # A target user that is not a superuser cannot create an untrusted extension itself.
+    t["server"]["is_superuser"] = False
+    t["extensions"].append({"name": "postgres_fdw", "installed": False, "available": True, "default_version": "1.1"})
+    s["extensions"].append({"name": "postgres_fdw", "installed": True, "installed_version": "1.1", "available": True})
+    fdw = [f for f in by_code(find(s, t, OPTS, DUMP, {}), "EXTENSION_MISSING") if f.object == "extension postgres_fdw"]
+    assert fdw[0].severity == common_pb2.MEDIUM and "superuser" in fdw[0].remedy
+
+
+def test_findings_versions_and_pg_dump():
+    s = inv(server=server(version="16.2", version_num=160002))
+    t = inv(server=server(version="15.6", version_num=150006, started_at="x"))
+    found = find(s, t, OPTS, (15, 6, "pg_dump 15.6"), {})
+    assert by_code(found, "TARGET_VERSION_OLDER")[0].severity == common_pb2.BLOCKER
+    too_old = by_code(found, "PG_DUMP_TOO_OLD")
+    assert too_old[0].severity == common_pb2.BLOCKER and "16" in too_old[0].remedy
+    assert by_code(find(s, t, OPTS, None, {}), "PG_DUMP_MISSING")
+    up = find(inv(), inv(server=server(version_num=170000, started_at="x")), OPTS, DUMP, {})
+    assert by_code(up, "MAJOR_VERSION_UPGRADE") and not by_code(up, "TARGET_VERSION_OLDER")
+    old = find(inv(server=server(version_num=90624)), inv(server=server(started_at="x")), OPTS, DUMP, {})
+    assert not by_code(old, "TARGET_VERSION_OLDER") and not by_code(old, "PG_DUMP_TOO_OLD")
+
+
+def test_findings_encoding_collation_and_provider():
+    s = inv(tables=[table("a")], indexes=[{"schema": "public", "table": "a", "name": "a_txt", "uses_collation": True,
+                                           "is_valid": True}])
+    t = inv(server=server(encoding="LATIN1", collation="C", ctype="C", collation_provider="icu",
+                          icu_locale="und", started_at="x"))
+    found = find(s, t, OPTS, DUMP, {})
+    assert by_code(found, "ENCODING_MISMATCH")[0].severity == common_pb2.HIGH
+    assert by_code(found, "COLLATION_MISMATCH")[0].severity == common_pb2.MEDIUM
+    prov = by_code(found, "COLLATION_PROVIDER_CHANGED")[0]
+    assert prov.severity == common_pb2.HIGH and "1 indexes" in prov.message and "REINDEX" in prov.remedy
+
+
+def test_findings_owner_role_missing():
+    s = inv(owners=[{"role": "app_owner", "exists": True, "objects": 7, "kinds": ["relation", "schema"]},
+                    {"role": "pg_database_owner", "exists": True, "objects": 1, "kinds": ["schema"]},
+                    {"role": "postgres", "exists": True, "objects": 2, "kinds": ["database"]}])
+    found = find(s, inv(server=server(started_at="x")), OPTS, DUMP, {})
+    f = by_code(found, "OWNER_ROLE_MISSING")
+    assert [x.object for x in f] == ["role app_owner"]
+    assert f[0].severity == common_pb2.HIGH and "CREATE ROLE app_owner" in f[0].remedy and "7" in f[0].message
+
+
+def test_findings_target_not_empty_and_filters():
+    s = inv(tables=[table("orders"), table("Big Table", schema="Sales"), table("skipme", has_primary_key=False)])
+    t = inv(server=server(started_at="x"))
+    rows = {("public", "orders"): 12, ("Sales", "Big Table"): 0}
+    found = find(s, t, common_pb2.MigrationOptions(exclude=["public.skip*"]), DUMP, rows)
+    f = by_code(found, "TARGET_NOT_EMPTY")
+    assert [(x.object, x.severity) for x in f] == [("public.orders", common_pb2.BLOCKER)] and "12 rows" in f[0].message
+    assert by_code(found, "TARGET_TABLE_EXISTS")[0].object == '"Sales"."Big Table"'
+    assert not by_code(found, "NO_PRIMARY_KEY")  # the table without a key is excluded
+    assert by_code(found, "TABLES_EXCLUDED")
+    replace = find(s, t, common_pb2.MigrationOptions(on_target_not_empty=common_pb2.REPLACE), DUMP, rows)
+    assert by_code(replace, "TARGET_NOT_EMPTY")[0].severity == common_pb2.MEDIUM
+
+
+def test_findings_tables_kinds_sizes_and_traffic():
+    s = inv(tables=[table("huge", bytes=20 * 2 ** 30, row_estimate=10 ** 9),
+                    table("mid", bytes=2 ** 30),
+                    table("remote", kind="foreign", foreign_server="other", has_primary_key=False),
+                    table("nokey", has_primary_key=False), table("tmp", unlogged=True),
+                    table("private", rls_enabled=True)],
+            large_objects={"count": 42, "bytes": 1000},
+            activity={"tuples_changed_delta": 500, "writing_sessions": 1, "active_sessions": 2, "connections": 5,
+                      "window_seconds": 1.0, "prepared_xacts": 1, "publications": 0, "replication_slots": 0})
+    found = find(s, inv(server=server(started_at="x")), OPTS, DUMP, {})
+    sizes = {f.object: f.severity for f in by_code(found, "LARGE_TABLE")}
+    assert sizes == {"public.huge": common_pb2.MEDIUM, "public.mid": common_pb2.INFO}
+    assert by_code(found, "FOREIGN_TABLES")[0].severity == common_pb2.MEDIUM
+    assert [f.object for f in by_code(found, "NO_PRIMARY_KEY")] == ["public.nokey"]  # not the foreign table
+    assert "42" in by_code(found, "LARGE_OBJECTS")[0].message
+    assert by_code(found, "UNLOGGED_TABLES")[0].severity == common_pb2.INFO
+    assert by_code(found, "ROW_LEVEL_SECURITY")[0].severity == common_pb2.INFO
+    traffic = by_code(found, "WRITE_TRAFFIC")[0]
+    assert traffic.severity == common_pb2.MEDIUM and "cutover" in traffic.remedy
+    assert by_code(found, "PREPARED_TRANSACTIONS")
+
+
+def test_findings_rls_without_bypass_is_high():
+    s = inv(server=server(is_superuser=False, bypass_rls=False, current_user="reader"),
+            tables=[table("private", rls_enabled=True)])
+    f = by_code(find(s, inv(server=server(started_at="x")), OPTS, DUMP, {}), "ROW_LEVEL_SECURITY")[0]
+    assert f.severity == common_pb2.HIGH and "BYPASSRLS" in f.remedy
+
+
+def test_findings_not_enough_connections():
+    t = inv(server=server(max_connections=20, started_at="x"), activity=dict(inv()["activity"], connections=12))
+    found = find(inv(), t, common_pb2.MigrationOptions(jobs=4), DUMP, {})
+    f = by_code(found, "NOT_ENOUGH_CONNECTIONS")
+    assert [(x.object, x.severity) for x in f] == [("target server", common_pb2.HIGH)] and "11" in f[0].message
+    assert not by_code(find(inv(), t, common_pb2.MigrationOptions(jobs=1), DUMP, {}), "NOT_ENOUGH_CONNECTIONS")
+
+
+def test_findings_foreign_key_to_excluded_table():
+    s = inv(tables=[table("orders"), table("customers")],
+            foreign_keys=[{"schema": "public", "table": "orders", "name": "orders_customer_fk",
+                           "ref_schema": "public", "ref_table": "customers", "validated": True}])
+    found = find(s, inv(server=server(started_at="x")), common_pb2.MigrationOptions(exclude=["public.customers"]),
+                 DUMP, {})
+    assert by_code(found, "FOREIGN_KEY_TO_EXCLUDED_TABLE")[0].severity == common_pb2.HIGH
+
+
+def test_findings_are_capped_per_code():
+    s = inv(tables=[table(f"t{i}", has_primary_key=False) for i in range(500)])
+    found = by_code(find(s, inv(server=server(started_at="x")), OPTS, DUMP, {}), "NO_PRIMARY_KEY")
+    assert len(found) == 201 and found[-1].object == "300 more tables"
+
+
+def test_findings_do_not_change_their_inputs():
+    s = inv(tables=[table("a", has_primary_key=False)])
+    before = copy.deepcopy(s)
+    find(s, inv(), OPTS, DUMP, {})
+    assert s == before
+
+
+def test_details_are_bounded_and_exact(new_database, monkeypatch):
+    from services.discovery import discover as discover_mod
+    monkeypatch.setattr(discover_mod, "DETAILS_LIMIT", 3)
+    src, dst = new_database("dsrc"), new_database("dtgt")
+    src.execute("DO $$ BEGIN FOR k IN 1..5 LOOP EXECUTE format('CREATE TABLE t%s (id int PRIMARY KEY)', k); "
+                "END LOOP; END $$; CREATE SEQUENCE big_seq; SELECT setval('big_seq', 9007199254740993)")
+    report = discover(request(src, dst))
+    assert len(report.tables) == 5  # the report's tables are never cut
+    details = MessageToDict(report.details)
+    assert len(details["source"]["tables"]) == 3
+    assert details["source"]["truncated"]["tables"] == {"total": 5.0, "kept": 3.0}
+    assert details["source"]["counts"]["tables"] == 5
+    assert details["source"]["sequences"][0]["last_value"] == "9007199254740993"
