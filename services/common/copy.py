@@ -12,6 +12,7 @@ first, commit after), so a copy is all or nothing.
 """
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import threading
 import time
@@ -24,6 +25,7 @@ from psycopg import sql
 from dbmigrate.v1 import common_pb2
 from services.common.catalog import Table
 from services.common.errors import Cancelled
+from services.common.pg import pin_sql
 from services.common.pgdump import _binary, _fail, tool_dsn, tool_env
 
 CHUNK = 1 << 20
@@ -34,6 +36,7 @@ class CopyStats:
     rows: int
     bytes: int
     seconds: float
+    digest: str = ""   # sha1 of the COPY stream as it left the source (see execution/verify.py)
 
 
 def copy_out_sql(table: Table, *, binary: bool, where: sql.Composable | None = None,
@@ -66,12 +69,14 @@ def copy_into(dst: psycopg.Connection, source: common_pb2.Connection, snapshot: 
     """Streams one COPY from the source into `dst` inside dst's open transaction; returns rows and bytes."""
     t0 = time.monotonic()
     args = [_binary("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", tool_dsn(source, "dbmigrate-copy")]
+    args += ["-c", pin_sql()]  # the text form of values must not depend on the server's defaults
     if snapshot:
         args += ["-c", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
                  "-c", f"SET TRANSACTION SNAPSHOT '{snapshot}'"]
     args += ["-c", copy_out.as_string(dst)]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=tool_env(source), bufsize=0)
     total = 0
+    digest = hashlib.sha1()
     try:
         with dst.cursor() as cur:
             with cur.copy(copy_in) as cp:
@@ -82,6 +87,7 @@ def copy_into(dst: psycopg.Connection, source: common_pb2.Connection, snapshot: 
                     if not chunk:
                         break
                     cp.write(chunk)
+                    digest.update(chunk)
                     total += len(chunk)
                     if on_bytes is not None:
                         on_bytes(len(chunk))
@@ -96,4 +102,4 @@ def copy_into(dst: psycopg.Connection, source: common_pb2.Connection, snapshot: 
             proc.wait()
         for stream in (proc.stdout, proc.stderr):
             stream.close()
-    return CopyStats(rows=max(rows, 0), bytes=total, seconds=time.monotonic() - t0)
+    return CopyStats(rows=max(rows, 0), bytes=total, seconds=time.monotonic() - t0, digest=digest.hexdigest())

@@ -37,6 +37,7 @@ class WorkerConnections:
             if self.preamble:
                 c.execute(self.preamble)
             c.execute("SET maintenance_work_mem = '256MB'")
+            c.execute("SET synchronize_seqscans = off")  # verification reads a table from its first page
             self._local.target = c
         return c
 

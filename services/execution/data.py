@@ -1,6 +1,7 @@
 """Copies one unit into the target in one transaction, so a retry or a resume never duplicates rows."""
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from typing import Callable
@@ -28,17 +29,19 @@ def copy_direct(src: psycopg.Connection, dst: psycopg.Connection, copy_out: sql.
     """COPY TO on the source connection streamed into COPY FROM on the target, inside dst's transaction."""
     t0 = time.monotonic()
     total = 0
+    digest = hashlib.sha1()
     with src.cursor() as scur, dst.cursor() as dcur:
         with scur.copy(copy_out) as out, dcur.copy(copy_in) as inp:
             for chunk in out:
                 if cancel is not None and cancel.is_set():
                     raise Cancelled("the copy was cancelled")
                 inp.write(chunk)
+                digest.update(chunk)
                 total += len(chunk)
                 if on_bytes is not None:
                     on_bytes(len(chunk))
         rows = dcur.rowcount
-    return CopyStats(rows=max(rows, 0), bytes=total, seconds=time.monotonic() - t0)
+    return CopyStats(rows=max(rows, 0), bytes=total, seconds=time.monotonic() - t0, digest=digest.hexdigest())
 
 
 def copy_unit(unit: Unit, conns: WorkerConnections, source: common_pb2.Connection, snapshot: str,

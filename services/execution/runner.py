@@ -9,6 +9,7 @@ else is idempotent, so a second call after a crash continues where the first sto
 """
 from __future__ import annotations
 
+import concurrent.futures
 import itertools
 import logging
 import os
@@ -34,7 +35,7 @@ from services.execution.schema import parse_post_data, split_qualified, tolerant
 from services.execution.sequences import copy_sequences
 from services.execution.units import DEFAULT_SPLIT_BYTES, Unit, parts_for, split
 from services.execution.conns import WorkerConnections
-from services.execution.verify import verify_table_on
+from services.execution.verify import verify_by_stream, verify_table_on
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ class ExecutionRun:
         self.results: dict[str, common_pb2.TableResult] = {}
         self.rows = self.bytes = 0
         self.errors: list[BaseException] = []
+        self.analyzed: set[str] = set()
         self.t0 = time.monotonic()
         self.resuming = req.attempt > 1 or bool(self.steps_done or self.units_done)
 
@@ -101,10 +103,14 @@ class ExecutionRun:
             tables = list_tables(exporter, list(self.opts.include), list(self.opts.exclude))
             excluded = exclude_args(all_tables, tables)
             self._log(f"snapshot {snapshot}: {len(tables)} tables, {self.jobs} jobs, attempt {self.req.attempt or 1}")
-            if "pre-data" not in self.steps_done:
-                self._pre_data(snapshot, tables, excluded)
+            # pg_dump of post-data runs while pre-data is applied: both are needed before the copies.
+            with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="post-data-dump") as pool:
+                post_script = pool.submit(dump_section, self.source, "post-data", snapshot=snapshot,
+                                          extra_args=excluded)
+                if "pre-data" not in self.steps_done:
+                    self._pre_data(snapshot, tables, excluded)
+                post = parse_post_data(post_script.result())
             self._check_cancel()
-            post = parse_post_data(dump_section(self.source, "post-data", snapshot=snapshot, extra_args=excluded))
             self._data(exporter, snapshot, tables, post)
             self._check_cancel()
             if "post-data" not in self.steps_done:
@@ -127,10 +133,12 @@ class ExecutionRun:
                     self._step("large-objects", f"{n} large objects copied", t0)
                 if "analyze" not in self.steps_done:
                     t0 = time.monotonic()
-                    for t in tables:
+                    rest = [t for t in tables if t.qualified not in self.analyzed]
+                    for t in rest:
                         self._check_cancel()
                         dst.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(t.schema, t.name)))
-                    self._step("analyze", f"{len(tables)} tables analyzed", t0)
+                    self._step("analyze", f"{len(tables)} tables analyzed ({len(tables) - len(rest)} by the copy "
+                                          "workers as each table was done)", t0)
         finally:
             try:
                 exporter.rollback()
@@ -176,6 +184,8 @@ class ExecutionRun:
         order = itertools.count()
         pending: dict[str, int] = {}
         todo_of: dict[str, list[Unit]] = {}
+        units_of: dict[str, list[Unit]] = {}
+        copied: dict[str, tuple[int, str]] = {}  # unit id -> rows and sha1 of its COPY stream
         for t in tables:
             if t.qualified in self.verified and f"indexes:{t.qualified}" in self.steps_done:
                 self.results[t.qualified] = common_pb2.TableResult(table=t.qualified, verified=True,
@@ -188,30 +198,45 @@ class ExecutionRun:
                 data.truncate(self.target, t.schema, t.name)
                 todo = units
             todo_of[t.qualified] = todo
+            units_of[t.qualified] = units
             pending[t.qualified] = len(todo)
         progress: dict[str, list] = {}
         conns = WorkerConnections(self.source, self.target, snapshot, post.preamble)
 
-        def finish(t: Table) -> None:
+        def build_indexes(t: Table) -> None:
+            """The table's indexes and keys, then its statistics (while other tables still copy)."""
             step = f"indexes:{t.qualified}"
             if step not in self.steps_done:
                 t0 = time.monotonic()
                 statements = per_table.get((t.schema, t.name), [])
                 run_statements(self.target, post.preamble, statements, resuming=self.resuming, conn=conns.target())
-                self._step(step, f"{len(statements)} indexes and keys", t0)
-            if t.qualified not in self.verified:
-                result = verify_table_on(t, conns.source(), conns.target())
+                conns.target().execute(sql.SQL("ANALYZE {}").format(sql.Identifier(t.schema, t.name)))
                 with self.lock:
-                    self.results[t.qualified] = result
-                if result.verified:
-                    self.emit(agents_pb2.ExecutionEvent(table_verified=agents_pb2.TableVerified(result=result)))
-                else:
-                    self.emit(agents_pb2.ExecutionEvent(table_failed=agents_pb2.TableFailed(
-                        table=t.qualified, error=result.error, retryable=False, result=result)))
-            else:
+                    self.analyzed.add(t.qualified)
+                self._step(step, f"{len(statements)} indexes and keys", t0)
+
+        def check(t: Table) -> None:
+            """Rows and checksums of both sides; runs beside the index build (it only reads)."""
+            if t.qualified in self.verified:
                 with self.lock:
                     self.results[t.qualified] = common_pb2.TableResult(table=t.qualified, verified=True,
                                                                        source_rows=-1, target_rows=-1)
+                return
+            result = verify_by_stream(t, units_of[t.qualified], copied, conns.target())
+            if result is None:  # split, copied in an earlier attempt, generated columns, or another row order
+                result = verify_table_on(t, conns.source(), conns.target())
+            with self.lock:
+                self.results[t.qualified] = result
+            if result.verified:
+                self.emit(agents_pb2.ExecutionEvent(table_verified=agents_pb2.TableVerified(result=result)))
+            else:
+                self.emit(agents_pb2.ExecutionEvent(table_failed=agents_pb2.TableFailed(
+                    table=t.qualified, error=result.error, retryable=False, result=result)))
+
+        def finish(t: Table) -> None:
+            # Both go before further copies; two workers may take them at once.
+            work.put((0, next(order), build_indexes, t))
+            work.put((0, next(order), check, t))
 
         def copy(unit: Unit) -> None:
             t = unit.table
@@ -235,6 +260,7 @@ class ExecutionRun:
 
             stats = data.copy_unit(unit, conns, self.source, snapshot, on_bytes=on_bytes, cancel=self.cancel)
             with self.lock:
+                copied[unit.id] = (stats.rows, stats.digest)
                 self.bytes += stats.bytes
                 pending[t.qualified] -= 1
                 last = pending[t.qualified] == 0
@@ -242,11 +268,11 @@ class ExecutionRun:
                 unit=unit.id, table=t.qualified, rows=stats.rows, bytes=stats.bytes, seconds=stats.seconds,
                 copy_format="binary" if t.binary_ok else "text", part=unit.part, parts=unit.parts)))
             if last:
-                work.put((0, next(order), finish, t))  # indexes and checks go before further copies
+                finish(t)
 
         for t in sorted((t for t in tables if t.qualified in pending), key=lambda t: -t.bytes):
             if not todo_of[t.qualified]:
-                work.put((0, next(order), finish, t))
+                finish(t)
             for u in todo_of[t.qualified]:
                 work.put((1, next(order), copy, u))
 
