@@ -12,7 +12,7 @@ import concurrent.futures
 import json
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Protocol
 
 from dbmigrate.v1 import common_pb2

@@ -12,8 +12,15 @@ import threading
 import psycopg
 
 from dbmigrate.v1 import common_pb2
+from services.common.config import env_float
 from services.common.pg import connect
 from services.execution.verify import source_in_snapshot
+
+
+def lock_timeout_sql() -> str:
+    """A lock another session holds on the target makes a statement fail (retried), not wait forever."""
+    seconds = env_float("DBMIGRATE_LOCK_TIMEOUT_SECONDS", 30.0, minimum=0.1)
+    return f"SET lock_timeout = '{int(seconds * 1000)}ms'"
 
 
 class WorkerConnections:
@@ -38,6 +45,7 @@ class WorkerConnections:
                 c.execute(self.preamble)
             c.execute("SET maintenance_work_mem = '256MB'")
             c.execute("SET synchronize_seqscans = off")  # verification reads a table from its first page
+            c.execute(lock_timeout_sql())
             self._local.target = c
         return c
 

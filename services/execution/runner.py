@@ -33,8 +33,9 @@ from services.execution.matviews import refresh_matviews
 from services.execution.postdata import run_statements
 from services.execution.schema import parse_post_data, split_qualified, tolerant_pre_data
 from services.execution.sequences import copy_sequences
-from services.execution.units import DEFAULT_SPLIT_BYTES, Unit, parts_for, split
-from services.execution.conns import WorkerConnections
+from services.common.catalog import DEFAULT_SPLIT_BYTES
+from services.execution.units import Unit, parts_for, split
+from services.execution.conns import WorkerConnections, lock_timeout_sql
 from services.execution.verify import verify_by_stream, verify_table_on
 
 log = logging.getLogger(__name__)
@@ -163,6 +164,7 @@ class ExecutionRun:
         t0 = time.monotonic()
         baseline = self.req.baseline
         with connect(self.target, "target", autocommit=True) as dst:
+            dst.execute(lock_timeout_sql())
             # A crash may have left part of an earlier attempt: return to the baseline first.
             dropped = rollback(dst, baseline)
             if dropped:

@@ -7,6 +7,7 @@ import threading
 from dbmigrate.v1 import agents_pb2, agents_pb2_grpc, common_pb2
 from services.common.catalog import list_tables
 from services.common.errors import FailedPrecondition, InvalidInput
+from services.common.exclusive import PerWorkflow, wait_out
 from services.common.pg import check_connection, connect
 from services.common.pgdump import check_pg_dump, server_version_num
 from services.common.server import Service, service_errors
@@ -51,40 +52,43 @@ class ExecutionServicer(agents_pb2_grpc.ExecutionServicer):
         _check(request)
         return await asyncio.to_thread(prepare, request)
 
+    def __init__(self):
+        self.running = PerWorkflow()
+
     async def Execute(self, request, context):
         _check(request)
-        loop = asyncio.get_running_loop()
-        events: asyncio.Queue = asyncio.Queue()
-        cancel = threading.Event()
-        run = ExecutionRun(request, lambda ev: loop.call_soon_threadsafe(events.put_nowait, ev), cancel)
-        future = loop.run_in_executor(None, run.run)
-        future.add_done_callback(lambda _: events.put_nowait(_DONE))
-        try:
-            while True:
-                item = await events.get()
-                if item is _DONE:
-                    break
-                yield item
-            report = future.result()
-            yield agents_pb2.ExecutionEvent(finished=agents_pb2.ExecutionFinished(report=report))
-        finally:
-            # The caller went away (cancel, crash) or the run ended: stop the workers either way.
-            cancel.set()
-            if not future.done():
-                try:
-                    await asyncio.wait_for(asyncio.shield(future), 30)
-                except BaseException:  # the run's own error, or it is still stopping: nothing to report
-                    pass
+        # A retried Execute (the coordinator restarted) waits until the interrupted run has stopped:
+        # two runs must never fill the same target at once.
+        async with self.running.lock(request.workflow_id):
+            loop = asyncio.get_running_loop()
+            events: asyncio.Queue = asyncio.Queue()
+            cancel = threading.Event()
+            run = ExecutionRun(request, lambda ev: loop.call_soon_threadsafe(events.put_nowait, ev), cancel)
+            future = loop.run_in_executor(None, run.run)
+            future.add_done_callback(lambda _: events.put_nowait(_DONE))
+            try:
+                while True:
+                    item = await events.get()
+                    if item is _DONE:
+                        break
+                    yield item
+                report = future.result()
+                yield agents_pb2.ExecutionEvent(finished=agents_pb2.ExecutionFinished(report=report))
+            finally:
+                # The caller went away (cancel, crash) or the run ended: stop the workers either way,
+                # and hold the workflow until they have.
+                cancel.set()
+                await wait_out(future)
 
     async def Rollback(self, request, context):
         if not request.target.host:
             raise InvalidInput("target connection is required")
         check_connection(request.target, "target")
 
-        def work():
+        def work(cancel):
             with connect(request.target, "target", autocommit=True) as dst:
                 return rollback(dst, request.baseline)
-        dropped = await asyncio.to_thread(work)
+        dropped = await self.running.run(request.workflow_id, work)
         summary = (f"dropped {len(dropped)} objects this migration created; the target is as before"
                    if dropped else "nothing to drop: the target already matches its state before the migration")
         return common_pb2.RollbackReport(dropped=dropped, summary=summary)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from services.common.catalog import DEFAULT_SPLIT_BYTES, MAX_PARTS, Table, parts_for_size  # noqa: F401
+from services.common.catalog import MAX_PARTS, Table, parts_for_size
 
 
 @dataclass(frozen=True)

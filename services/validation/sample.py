@@ -12,6 +12,7 @@ import concurrent.futures
 import logging
 import os
 import re
+import threading
 import time
 
 import psycopg
@@ -21,7 +22,7 @@ from dbmigrate.v1 import agents_pb2, common_pb2
 from services.common.catalog import Table, list_tables
 from services.common.checksum import row_expression, table_checksum
 from services.common.copy import copy_in_sql, copy_into, copy_out_sql
-from services.common.errors import DBMigrateError, DatabaseError, FailedPrecondition
+from services.common.errors import Cancelled, DBMigrateError, DatabaseError, FailedPrecondition
 from services.common.pg import connect, is_transient
 from services.common.pgdump import apply_script, dump_section
 from services.execution.schema import tolerant_pre_data
@@ -79,8 +80,9 @@ def row_hashes(conn: psycopg.Connection, schema: str, name: str, columns: list[s
 
 
 class Sampler:
-    def __init__(self, req: agents_pb2.ValidateRequest):
+    def __init__(self, req: agents_pb2.ValidateRequest, cancel: threading.Event | None = None):
         self.req = req
+        self.cancel = cancel or threading.Event()
         self.opts = req.options
         self.sample_rows = req.options.sample_rows or DEFAULT_SAMPLE_ROWS
         self.jobs = max(1, min(4, req.options.jobs or os.cpu_count() or 2))
@@ -158,6 +160,8 @@ class Sampler:
                                            findings=findings, summary=summary)
 
     def _table(self, table: Table, snapshot: str) -> common_pb2.TableValidation:
+        if self.cancel.is_set():
+            raise Cancelled("the validation was cancelled")
         binary = table.binary_ok
         where, whole = sample_where(table, self.sample_rows)
         out = common_pb2.TableValidation(table=table.qualified, copy_format="binary" if binary else "text")
@@ -205,5 +209,5 @@ class Sampler:
         return out
 
 
-def validate(req: agents_pb2.ValidateRequest) -> common_pb2.ValidationReport:
-    return Sampler(req).run()
+def validate(req: agents_pb2.ValidateRequest, cancel: threading.Event | None = None) -> common_pb2.ValidationReport:
+    return Sampler(req, cancel).run()

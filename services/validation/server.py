@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 
 from dbmigrate.v1 import agents_pb2, agents_pb2_grpc
+from services.common.exclusive import PerWorkflow
 from services.common.server import Service, service_errors
 from services.validation.sample import validate
 from services.validation.verify import verify
@@ -11,8 +12,12 @@ from services.validation.verify import verify
 
 @service_errors(agents_pb2_grpc.ValidationServicer)
 class ValidationServicer(agents_pb2_grpc.ValidationServicer):
+    def __init__(self):
+        self.running = PerWorkflow()
+
     async def Validate(self, request, context):
-        return await asyncio.to_thread(validate, request)
+        # A retried call waits for the interrupted one: both use the workflow's scratch database.
+        return await self.running.run(request.workflow_id, lambda cancel: validate(request, cancel))
 
     async def Verify(self, request, context):
         return await asyncio.to_thread(verify, request)

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from dbmigrate.v1 import coordinator_pb2 as C, events_pb2 as E
+from dbmigrate.v1 import coordinator_pb2 as C
 from tests.coordinator.helpers import (DST, SRC, assert_no_gaps_no_duplicates, logged_events, stream_messages,
                                        wait_phase)
 from tests.foundation.test_bootstrap import _list_services

@@ -1,7 +1,6 @@
 """Per-table verification from the copy stream: equal data proves equal, any change falls back."""
 from __future__ import annotations
 
-import psycopg
 
 from services.common.catalog import list_tables
 from services.common.copy import copy_in_sql, copy_out_sql

@@ -8,7 +8,6 @@ import sys
 import time
 from pathlib import Path
 
-import psycopg
 
 from dbmigrate.v1 import agents_pb2, common_pb2
 from services.validation.sample import scratch_name, validate
