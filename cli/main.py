@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
                        help="skip matching tables, 'schema.table' glob; repeatable")
         c.add_argument("--split-threshold", type=_size, default=0, metavar="SIZE",
-                       help="copy tables larger than this in parts (e.g. 256MB; default: the planner's)")
+                       help="copy tables larger than this in parts (e.g. 256MB; default 1GiB)")
         c.add_argument("--sample-rows", type=_count, default=0, metavar="N",
                        help="rows per table in the validation sample (default: the agent's)")
         c.add_argument("--replace-target", action="store_true",

@@ -65,11 +65,15 @@ def copy_in_sql(schema: str, name: str, columns: list[str], *, binary: bool, fre
 
 def copy_into(dst: psycopg.Connection, source: common_pb2.Connection, snapshot: str | None,
               copy_out: sql.Composable, copy_in: sql.Composable, *,
-              on_bytes: Callable[[int], None] | None = None, cancel: threading.Event | None = None) -> CopyStats:
-    """Streams one COPY from the source into `dst` inside dst's open transaction; returns rows and bytes."""
+              on_bytes: Callable[[int], None] | None = None, cancel: threading.Event | None = None,
+              settings: list[str] | tuple[str, ...] = ()) -> CopyStats:
+    """Streams one COPY from the source into `dst` inside dst's open transaction; returns rows and bytes.
+    `settings` are SET statements for the source session (e.g. to keep a key-ordered read on its index)."""
     t0 = time.monotonic()
     args = [_binary("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", tool_dsn(source, "dbmigrate-copy")]
     args += ["-c", pin_sql()]  # the text form of values must not depend on the server's defaults
+    for statement in settings:
+        args += ["-c", statement]
     if snapshot:
         args += ["-c", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
                  "-c", f"SET TRANSACTION SNAPSHOT '{snapshot}'"]

@@ -235,7 +235,16 @@ class ExecutionRun:
                 self.emit(agents_pb2.ExecutionEvent(table_failed=agents_pb2.TableFailed(
                     table=t.qualified, error=result.error, retryable=False, result=result)))
 
+        def indexes_then_check(t: Table) -> None:
+            build_indexes(t)
+            check(t)
+
         def finish(t: Table) -> None:
+            units = units_of[t.qualified]
+            if len(units) > 1 and all(u.order_by for u in units):
+                # Key-ordered parts are proven by reading the target along the key's index: after it exists.
+                work.put((0, next(order), indexes_then_check, t))
+                return
             # Both go before further copies; two workers may take them at once.
             work.put((0, next(order), build_indexes, t))
             work.put((0, next(order), check, t))

@@ -17,6 +17,7 @@ class Unit:
     part: int = 1
     parts: int = 1
     where: sql.Composable | None = None
+    order_by: str | None = None  # parts by key range stream in key order, so they can be proven by stream
 
     @property
     def whole(self) -> bool:
@@ -55,7 +56,7 @@ def split(source: psycopg.Connection, table: Table, parts: int) -> list[Unit]:
             else:
                 where = sql.SQL("{k} >= {a} AND {k} < {b}").format(k=key, a=sql.Literal(start),
                                                                    b=sql.Literal(start + step))
-            units.append(Unit(unit_id(table, i + 1, parts), table, i + 1, parts, where))
+            units.append(Unit(unit_id(table, i + 1, parts), table, i + 1, parts, where, table.int_key))
         return units
     pages = source.execute("SELECT pg_relation_size(%s::regclass) / current_setting('block_size')::int",
                            (f"{sql.Identifier(table.schema, table.name).as_string(source)}",)).fetchone()[0]

@@ -83,14 +83,19 @@ def verify_table_on(table: Table, src: psycopg.Connection, dst: psycopg.Connecti
     return result(table, src_sum, dst_sum, time.monotonic() - t0)
 
 
-def target_stream(dst: psycopg.Connection, table: Table, where: sql.Composable | None, binary: bool) -> tuple[int, str]:
+def target_stream(dst: psycopg.Connection, table: Table, where: sql.Composable | None, binary: bool,
+                  order_by: str | None = None) -> tuple[int, str]:
     """Rows and sha1 of the target's COPY of one unit, in the same form the source's copy streamed."""
     digest = hashlib.sha1()
-    with dst.cursor() as cur:
-        with cur.copy(copy_out_sql(table, binary=binary, where=where)) as cp:
-            for chunk in cp:
-                digest.update(chunk)
-        rows = cur.rowcount
+    with dst.transaction():
+        if order_by:
+            dst.execute("SET LOCAL enable_sort = off")  # read along the key's index, as the source did
+        with dst.cursor() as cur:
+            with cur.copy(copy_out_sql(table, binary=binary, where=where,
+                                       order_by=[order_by] if order_by else None)) as cp:
+                for chunk in cp:
+                    digest.update(chunk)
+            rows = cur.rowcount
     return max(rows, 0), digest.hexdigest()
 
 
@@ -98,13 +103,14 @@ def verify_by_stream(table: Table, units: list, copied: dict[str, tuple[int, str
                      dst: psycopg.Connection) -> common_pb2.TableResult | None:
     """Proves a table from the copy streams: the sha1 of each unit's COPY stream as it left the source
     (inside the snapshot, pinned settings) equals the sha1 of the same COPY run on the target, with
-    the same row count. A fresh table filled by one COPY keeps its rows in load order, so equal
+    the same row count. A fresh table filled by one COPY keeps its rows in load order, and parts by
+    key range are streamed in key order on both sides (along the key's index), so equal
     data gives equal streams; when the streams differ (another order), None: the caller falls back
     to the order-independent checksums, so a difference is never assumed away.
     """
     t0 = time.monotonic()
-    if len(units) > 1:
-        return None  # parts loaded side by side interleave their pages: the streams cannot match
+    if len(units) > 1 and not all(u.order_by for u in units):
+        return None  # parts by ctid range interleave their pages on the target: no common order
     if any(c.generated for c in table.columns):
         return None  # generated values are not in the stream: the checksums cover them
     src_rows = dst_rows = 0
@@ -113,7 +119,7 @@ def verify_by_stream(table: Table, units: list, copied: dict[str, tuple[int, str
         if unit.id not in copied:
             return None
         rows, digest = copied[unit.id]
-        t_rows, t_digest = target_stream(dst, table, unit.where, table.binary_ok)
+        t_rows, t_digest = target_stream(dst, table, unit.where, table.binary_ok, unit.order_by)
         if (t_rows, t_digest) != (rows, digest):
             return None
         src_rows, dst_rows = src_rows + rows, dst_rows + t_rows

@@ -400,7 +400,7 @@ def test_findings_target_not_empty_and_filters():
 
 def test_findings_tables_kinds_sizes_and_traffic():
     s = inv(tables=[table("huge", bytes=20 * 2 ** 30, row_estimate=10 ** 9),
-                    table("mid", bytes=2 ** 30),
+                    table("mid", bytes=2 * 2 ** 30),
                     table("remote", kind="foreign", foreign_server="other", has_primary_key=False),
                     table("nokey", has_primary_key=False), table("tmp", unlogged=True),
                     table("private", rls_enabled=True)],

@@ -33,7 +33,7 @@ def test_a_clean_pair_gets_low_risk_and_approve():
 
 
 def test_the_plan_orders_largest_first_splits_big_tables_and_estimates_time_and_disk():
-    plan = generate(request()).plan
+    plan = generate(request(split_threshold_bytes=256 * MB)).plan
     assert [t.name for t in plan.tables] == ["big", "mid", "small"]
     assert [t.order for t in plan.tables] == [1, 2, 3]
     assert plan.tables[0].parts == 3 and plan.tables[1].parts == 1  # 600 MB over the 256 MB threshold
@@ -81,3 +81,8 @@ def test_high_findings_give_high_risk_and_deny_with_reasons():
 def test_no_measured_throughput_is_said_not_hidden():
     r = generate(request(bps=0))
     assert "no throughput was measured" in r.summary.lower()
+
+
+def test_by_default_only_tables_over_a_gigabyte_are_split():
+    plan = generate(request(tables=[table("huge", 3000 * MB), table("big", 600 * MB)])).plan
+    assert [(t.name, t.parts) for t in plan.tables] == [("huge", 3), ("big", 1)]

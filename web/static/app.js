@@ -575,7 +575,7 @@ const RENDER = {
     const plan = r.plan || {steps: [], tables: []};
     const steps = plan.steps.length ? `<ol>${[...plan.steps].sort((a, b) => a.order - b.order).map((s) => `<li><strong>${esc(s.name)}</strong>${s.description ? " — " + esc(s.description) : ""}</li>`).join("")}</ol>` : "";
     const tables = table(["#Order", "Table", "#Rows", "#Size", "#Parts"], [...plan.tables].sort((a, b) => a.order - b.order).map((t) =>
-      `<tr><td class="num">${t.order + 1}</td><td class="mono">${esc(t.schema)}.${esc(t.name)}</td><td class="num">${fmtInt(t.rows)}</td><td class="num">${fmtBytes(t.bytes)}</td><td class="num">${t.parts || 1}</td></tr>`), "No tables in the plan.");
+      `<tr><td class="num">${t.order}</td><td class="mono">${esc(t.schema)}.${esc(t.name)}</td><td class="num">${fmtInt(t.rows)}</td><td class="num">${fmtBytes(t.bytes)}</td><td class="num">${t.parts || 1}</td></tr>`), "No tables in the plan.");
     return `${kv([["Risk", nice(r.risk)], ["Recommendation", nice(r.recommendation)], ["Parallel jobs", plan.jobs || "—"],
         ["Estimated time", fmtSeconds(plan.estimated_seconds)], ["Target disk needed", plan.target_disk_bytes ? fmtBytes(plan.target_disk_bytes) : "—"]])}
       <p>${esc(r.summary)}</p>${advisorLine(r)}
