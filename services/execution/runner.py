@@ -188,6 +188,8 @@ class ExecutionRun:
         todo_of: dict[str, list[Unit]] = {}
         units_of: dict[str, list[Unit]] = {}
         copied: dict[str, tuple[int, str]] = {}  # unit id -> rows and sha1 of its COPY stream
+        table_bytes: dict[str, int] = {}
+        table_seconds: dict[str, float] = {}  # copy time of the table's units, the check's added
         for t in tables:
             if t.qualified in self.verified and f"indexes:{t.qualified}" in self.steps_done:
                 self.results[t.qualified] = common_pb2.TableResult(table=t.qualified, verified=True,
@@ -228,6 +230,8 @@ class ExecutionRun:
             if result is None:  # split, copied in an earlier attempt, generated columns, or another row order
                 result = verify_table_on(t, conns.source(), conns.target())
             with self.lock:
+                result.bytes = table_bytes.get(t.qualified, 0)
+                result.seconds += table_seconds.get(t.qualified, 0.0)
                 self.results[t.qualified] = result
             if result.verified:
                 self.emit(agents_pb2.ExecutionEvent(table_verified=agents_pb2.TableVerified(result=result)))
@@ -272,6 +276,8 @@ class ExecutionRun:
             stats = data.copy_unit(unit, conns, self.source, snapshot, on_bytes=on_bytes, cancel=self.cancel)
             with self.lock:
                 copied[unit.id] = (stats.rows, stats.digest)
+                table_bytes[t.qualified] = table_bytes.get(t.qualified, 0) + stats.bytes
+                table_seconds[t.qualified] = table_seconds.get(t.qualified, 0.0) + stats.seconds
                 self.bytes += stats.bytes
                 pending[t.qualified] -= 1
                 last = pending[t.qualified] == 0

@@ -71,6 +71,8 @@ def test_an_awkward_database_migrates_identically_through_all_agents(stack_facto
     report = stub.GetReport(C.GetReportRequest(id=wid), timeout=30)
     assert report.discovery.tables and report.validation.passed and report.verification.equal
     assert report.generation.plan.tables and report.execution.verified
+    copied = [t for t in report.execution.tables if t.source_rows > 0]
+    assert copied and all(t.bytes > 0 and t.seconds > 0 and t.verified for t in copied)
     # Triggers never fired during the load: the fixture's trigger writes an audit row per insert.
     assert dst.scalar("SELECT count(*) FROM app.audit") == src.scalar("SELECT count(*) FROM app.audit")
     ch.close()
