@@ -261,15 +261,21 @@ def test_missing_database_names_it(new_database, pg_admin_url):
     assert "target" in str(err.value)
 
 
-def test_wrong_password_unknown_role_and_unreachable_are_clear(new_database, pg_admin_url):
+def test_a_wrong_password_is_a_clear_error_that_never_shows_it(new_database, private_postgres):
     src = new_database("dsrc")
-    bad = parse_url(src.url.replace("postgresql://postgres@", "postgresql://postgres:wrong-pw-987@"))
-    try:
-        report = discover(agents_pb2.DiscoverRequest(source=bad, target=src.conn))
-    except InvalidInput as err:  # a server that checks passwords
-        assert "authentication failed" in str(err) and "wrong-pw-987" not in str(err)
-    else:  # this test server trusts local connections: the password is not checked
-        assert report.source.version_num > 0
+    private_postgres.execute("CREATE DATABASE pwdb")
+    bad = parse_url(private_postgres.url_with_password("pwdb").replace(private_postgres.password, "wrong-pw-987"))
+    with pytest.raises(InvalidInput) as err:
+        discover(agents_pb2.DiscoverRequest(source=bad, target=src.conn))
+    text = str(err.value)
+    assert "source" in text and "authentication failed" in text and "password" in text, text
+    assert "wrong-pw-987" not in text and "Traceback" not in text
+    good = parse_url(private_postgres.url_with_password("pwdb"))
+    assert discover(agents_pb2.DiscoverRequest(source=good, target=src.conn)).source.version_num > 0
+
+
+def test_unknown_role_and_unreachable_are_clear(new_database, pg_admin_url):
+    src = new_database("dsrc")
     nobody = parse_url(src.url.replace("postgresql://postgres@", "postgresql://dbm_nobody_here@"))
     with pytest.raises(InvalidInput, match="dbm_nobody_here"):
         discover(agents_pb2.DiscoverRequest(source=nobody, target=src.conn))
