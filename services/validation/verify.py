@@ -30,7 +30,7 @@ from psycopg import sql
 
 from dbmigrate.v1 import agents_pb2, common_pb2
 from services.common.catalog import Table, list_tables, matches, quote_ident
-from services.common.checksum import Checksum, row_expression, table_checksum
+from services.common.checksum import Checksum, row_expression, row_hash, table_checksum
 from services.common.errors import DatabaseError, DBMigrateError, InvalidInput
 from services.common.logs import redact
 from services.common.pg import check_connection, connect, describe, is_transient
@@ -210,7 +210,7 @@ class TableSpec:
         return row_expression(self.columns)
 
     def row_hash(self) -> sql.Composable:
-        return sql.SQL("hashtextextended({}, 0)").format(self.row_text())
+        return row_hash(self.columns)  # the same as the execution agent's per-table checksum
 
     def key_expr(self) -> sql.Composable:
         cols = [sql.SQL("t.{}").format(sql.Identifier(c)) for c in self.pk]
