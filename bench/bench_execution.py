@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,9 +47,9 @@ def recreate(db: str) -> None:
         c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
 
 
-def build_source() -> dict:
+def build_source(scale: float = SCALE) -> dict:
     recreate(SRC)
-    n_events, n_items, n_accounts = int(3_000_000 * SCALE), int(600_000 * SCALE), int(100_000 * SCALE)
+    n_events, n_items, n_accounts = int(3_000_000 * scale), int(600_000 * scale), int(100_000 * scale)
     with psycopg.connect(url(SRC), autocommit=True) as c:
         c.execute(SCHEMA)
         c.execute("INSERT INTO shop.accounts SELECT g, 'account ' || g, '2024-01-01'::timestamptz + g * interval '1 min' "
@@ -61,7 +62,7 @@ def build_source() -> dict:
         c.execute("INSERT INTO shop.items SELECT g, 1 + g %% %s, 'sku-' || g, g %% 50, g %% 1000 / 10.0, "
                   "ARRAY['a', 'b' || g %% 10] FROM generate_series(1, %s) g", (n_accounts, n_items))
         c.execute("INSERT INTO shop.notes (body, meta) SELECT repeat('note ', 20) || g, jsonb_build_object('n', g) "
-                  "FROM generate_series(1, %s) g", (int(200_000 * SCALE),))
+                  "FROM generate_series(1, %s) g", (int(200_000 * scale),))
         for i in range(200):
             c.execute(f"CREATE TABLE public.small_{i} (id int PRIMARY KEY, v text)")
             c.execute(f"INSERT INTO public.small_{i} SELECT g, 'v' || g FROM generate_series(1, 100) g")
@@ -96,6 +97,7 @@ def tree_rss(pid: int) -> int:
 
 
 def run_measured(name: str, cmd: str | list[str], shell: bool = False) -> dict:
+    """Runs one tool into a fresh empty target; wall time and peak RSS of its whole process tree."""
     recreate(DST)
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, shell=shell, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -139,43 +141,115 @@ print(json.dumps({"verified": report.verified, "rows": report.rows, "bytes": rep
 """
 
 
+PIPE_ONE = ("psql -X -q -d {src} -c 'COPY {t} TO STDOUT (FORMAT binary)' | "
+            "psql -X -q -d {dst} -c 'COPY {t} FROM STDIN (FORMAT binary)'")
+
+
+def data_phase(source_bytes: int) -> dict:
+    """The pump alone: every table copied 2 at a time, largest first, into a target with the schema
+    and no indexes; a raw `psql | psql` pipe per table against the execution agent's own copy path."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from services.common.catalog import list_tables
+    from services.common.pg import connect, parse_url
+    from services.common.pgdump import apply_script, dump_section
+    from services.execution import data
+    from services.execution.conns import WorkerConnections
+    from services.execution.units import Unit
+
+    recreate(DST)
+    src, dst = parse_url(url(SRC)), parse_url(url(DST))
+    apply_script(dst, dump_section(src, "pre-data"))
+    with connect(src, "source") as c:
+        tables = sorted(list_tables(c), key=lambda t: -t.bytes)
+
+    def truncate():
+        with psycopg.connect(url(DST), autocommit=True) as c:
+            for t in tables:
+                c.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(t.schema, t.name)))
+
+    def raw(t) -> None:
+        name = sql.Identifier(t.schema, t.name).as_string(None)
+        subprocess.run(PIPE_ONE.format(src=url(SRC), dst=url(DST), t=name.replace("'", "'\\''")), shell=True,
+                       check=True, capture_output=True)
+
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(JOBS) as pool:
+        list(pool.map(raw, tables))
+    raw_seconds = time.monotonic() - t0
+    truncate()
+    exporter = connect(src, "source")
+    exporter.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    snapshot = exporter.execute("SELECT pg_export_snapshot()").fetchone()[0]
+    conns = WorkerConnections(src, dst, snapshot)
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(JOBS) as pool:
+        list(pool.map(lambda t: data.copy_unit(Unit(t.qualified, t), conns, src, snapshot), tables))
+    ours_seconds = time.monotonic() - t0
+    conns.close_all()
+    exporter.close()
+    out = {"source_mb": round(source_bytes / 2**20), "raw_pipe_seconds": round(raw_seconds, 2), "dbmigrate_copy_seconds": round(ours_seconds, 2),
+           "throughput_ratio": round(raw_seconds / ours_seconds, 2)}
+    print(f"data phase alone ({len(tables)} tables, {JOBS} at a time): raw psql|psql pipe {raw_seconds:.2f} s, "
+          f"dbmigrate's copy path {ours_seconds:.2f} s: throughput {out['throughput_ratio']:.2f}x the pipe "
+          f"(goal >= 0.9x)", flush=True)
+    return out
+
+
+def runs(tmp: str) -> list[tuple[str, str | list[str], bool]]:
+    out = [
+        ("dbmigrate", [sys.executable, "-c", DBMIGRATE, url(SRC), url(DST), str(JOBS)], False),
+        ("pg_dump | pg_restore", f"pg_dump -Fc -d {url(SRC)} | pg_restore --no-owner -d {url(DST)}", True),
+        ("pg_dump -Fd -j2 + pg_restore -j2",
+         f"rm -rf {tmp}/d && pg_dump -Fd -j {JOBS} -f {tmp}/d -d {url(SRC)} && "
+         f"pg_restore --no-owner -j {JOBS} -d {url(DST)} {tmp}/d", True),
+    ]
+    if subprocess.run("command -v pgcopydb", shell=True, capture_output=True).returncode == 0:
+        out.append(("pgcopydb clone", f"rm -rf {tmp}/p && pgcopydb clone --source {url(SRC)} --target {url(DST)} "
+                                      f"--table-jobs {JOBS} --index-jobs {JOBS} --no-owner --dir {tmp}/p", True))
+    return out
+
+
 def main() -> None:
     OUT.mkdir(exist_ok=True)
-    print(f"building the source (scale {SCALE}) ...", flush=True)
-    source = build_source()
-    mb = source["bytes"] / 2**20
-    print(f"source: {mb:.0f} MB on disk, rows {source['counts']}", flush=True)
-    results = []
+    rounds = int(os.environ.get("BENCH_ROUNDS", "3"))
+    results: dict = {"scale": SCALE, "rounds": rounds}
     with tempfile.TemporaryDirectory(prefix="dbm-bench-") as tmp:
-        runs = [
-            ("dbmigrate (execution agent, 2 jobs, per-table verify)",
-             [sys.executable, "-c", DBMIGRATE, url(SRC), url(DST), str(JOBS)], False),
-            ("pg_dump -Fc | pg_restore (one stream)",
-             f"pg_dump -Fc -d {url(SRC)} | pg_restore --no-owner -d {url(DST)}", True),
-            ("pg_dump -Fd -j2 + pg_restore -j2 (via files)",
-             f"rm -rf {tmp}/d && pg_dump -Fd -j {JOBS} -f {tmp}/d -d {url(SRC)} && "
-             f"pg_restore --no-owner -j {JOBS} -d {url(DST)} {tmp}/d", True),
-            ("pgcopydb clone (2 table jobs, 2 index jobs)",
-             f"rm -rf {tmp}/p && pgcopydb clone --source {url(SRC)} --target {url(DST)} --table-jobs {JOBS} "
-             f"--index-jobs {JOBS} --no-owner --dir {tmp}/p", True),
-        ]
-        for name, cmd, shell in runs:
-            if "pgcopydb" in name and subprocess.run("command -v pgcopydb", shell=True).returncode != 0:
-                results.append({"tool": name, "unavailable": "pgcopydb is not installed"})
-                continue
-            r = run_measured(name, cmd, shell)
-            check(source["counts"])
-            r["mb_per_second"] = round(mb / r["seconds"], 1)
-            results.append(r)
-            print(f"{name:55s} {r['seconds']:7.2f} s  {r['mb_per_second']:6.1f} MB/s  peak RSS {r['peak_rss_mb']:6.1f} MB",
-                  flush=True)
-    ours = results[0]["seconds"]
-    for r in results[1:]:
-        if "seconds" in r:
-            r["dbmigrate_time_ratio"] = round(ours / r["seconds"], 2)
-            print(f"dbmigrate / {r['tool']}: {r['dbmigrate_time_ratio']:.2f}x the time", flush=True)
-    (OUT / "execution.json").write_text(json.dumps({"source_mb": round(mb), "scale": SCALE, "results": results},
-                                                   indent=2))
+        # Memory at two table sizes: a quarter-size source first, then the full one.
+        small = build_source(SCALE / 4)
+        r = run_measured("dbmigrate", runs(tmp)[0][1])
+        check(small["counts"])
+        results["memory_small"] = {"source_mb": round(small["bytes"] / 2**20), "peak_rss_mb": r["peak_rss_mb"]}
+        source = build_source(SCALE)
+        mb = source["bytes"] / 2**20
+        print(f"source: {mb:.0f} MB on disk, rows {source['counts']}", flush=True)
+        times: dict[str, list[float]] = {}
+        rss: dict[str, list[float]] = {}
+        tools = runs(tmp)
+        for n in range(rounds):
+            order = tools[n % len(tools):] + tools[:n % len(tools)]  # alternate who goes first
+            for name, cmd, shell in order:
+                r = run_measured(name, cmd, shell)
+                check(source["counts"])
+                times.setdefault(name, []).append(r["seconds"])
+                rss.setdefault(name, []).append(r["peak_rss_mb"])
+                print(f"round {n + 1}: {name:34s} {r['seconds']:7.2f} s  peak RSS {r['peak_rss_mb']:6.1f} MB", flush=True)
+        medians = {name: statistics.median(v) for name, v in times.items()}
+        results["source_mb"] = round(mb)
+        results["tools"] = {name: {"median_seconds": round(medians[name], 2), "runs": v,
+                                   "mb_per_second": round(mb / medians[name], 1), "peak_rss_mb": max(rss[name])}
+                            for name, v in times.items()}
+        ours = medians["dbmigrate"]
+        print(f"medians of {rounds} rounds, {mb:.0f} MB:", flush=True)
+        for name, m in medians.items():
+            print(f"  {name:34s} {m:7.2f} s  {mb / m:6.1f} MB/s" + ("" if name == "dbmigrate" else
+                  f"   dbmigrate = {ours / m:.2f}x its time"), flush=True)
+        results["memory_full"] = {"source_mb": round(mb), "peak_rss_mb": max(rss["dbmigrate"])}
+        print(f"dbmigrate peak RSS (process tree): {results['memory_small']['peak_rss_mb']} MB at "
+              f"{results['memory_small']['source_mb']} MB of data, {results['memory_full']['peak_rss_mb']} MB at "
+              f"{round(mb)} MB (goal < 300 MB, not growing with size)", flush=True)
+        results["data_phase"] = data_phase(source["bytes"])
+    (OUT / "execution.json").write_text(json.dumps(results, indent=2))
     with psycopg.connect(ADMIN, autocommit=True) as c:
         for db in (SRC, DST):
             c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))

@@ -6,6 +6,7 @@ import json
 from google.protobuf import json_format
 
 from dbmigrate.v1 import common_pb2, coordinator_pb2, events_pb2
+from services.common.text import human_bytes
 
 ENDS = {events_pb2.COMPLETED, events_pb2.DENIED, events_pb2.FAILED, events_pb2.CANCELLED, events_pb2.ROLLED_BACK}
 
@@ -34,14 +35,6 @@ def recommendation(value: int) -> str:
 
 def severity(value: int) -> str:
     return common_pb2.Severity.Name(value) if value else "-"
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"
 
 
 def table(headers: list[str], rows: list[list], max_width: int = 60) -> str:

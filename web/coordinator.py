@@ -8,7 +8,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from dbmigrate.v1 import coordinator_pb2, coordinator_pb2_grpc, events_pb2
 from services.common.channels import aio_channel
-from web.errors import ApiError, from_rpc_error
+from web.errors import from_rpc_error
 
 # Unary calls answer from the coordinator's memory; a slow answer means it is stuck or unreachable.
 CALL_TIMEOUT = 15.0

@@ -11,6 +11,7 @@ from typing import Iterable
 
 from dbmigrate.v1 import common_pb2
 from services.common.catalog import DEFAULT_SPLIT_BYTES, matches, quote_ident
+from services.common.text import human_bytes
 
 INFO, LOW, MEDIUM, HIGH, BLOCKER = (common_pb2.INFO, common_pb2.LOW, common_pb2.MEDIUM, common_pb2.HIGH,
                                     common_pb2.BLOCKER)
@@ -28,14 +29,6 @@ _TRUSTED_EXTENSIONS = {"btree_gin", "btree_gist", "citext", "cube", "dict_int", 
 
 def qualified(schema: str, name: str) -> str:
     return f"{quote_ident(schema)}.{quote_ident(name)}"
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"
 
 
 def major(version_num: int) -> float:

@@ -3,14 +3,7 @@ from __future__ import annotations
 
 from dbmigrate.v1 import common_pb2
 from services.common.advisor import Review, advisor_for, count_by_severity, findings_digest, risk_from_findings
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
+from services.common.text import human_bytes
 
 
 def rules_summary(report: common_pb2.DiscoveryReport) -> str:
@@ -18,9 +11,9 @@ def rules_summary(report: common_pb2.DiscoveryReport) -> str:
     rows = sum(max(0, x.row_estimate) for x in report.tables)
     nbytes = sum(x.bytes for x in report.tables)
     blockers = [f for f in report.findings if f.severity == common_pb2.BLOCKER]
-    head = (f"Source: PostgreSQL {s.version or '?'} ({_size(s.size_bytes)}, {s.encoding}), "
-            f"{len(report.tables)} tables, about {rows:,} rows and {_size(nbytes)} of table data. "
-            f"Target: PostgreSQL {t.version or '?'} ({_size(t.size_bytes)}, {t.encoding}). "
+    head = (f"Source: PostgreSQL {s.version or '?'} ({human_bytes(s.size_bytes)}, {s.encoding}), "
+            f"{len(report.tables)} tables, about {rows:,} rows and {human_bytes(nbytes)} of table data. "
+            f"Target: PostgreSQL {t.version or '?'} ({human_bytes(t.size_bytes)}, {t.encoding}). "
             f"Findings: {count_by_severity(report.findings)}.")
     if blockers:
         verdict = (f"The migration cannot run until {len(blockers)} blocking finding"

@@ -24,7 +24,7 @@ ORDERED_READ = ("SET enable_sort = off",)
 
 # Below this size a table is copied through the worker's own connections (no psql process to start);
 # above it, psql streams the source side (measured ~10 % faster on large tables).
-DIRECT_BYTES = 64 * 1024 * 1024
+DIRECT_BYTES = 4 * 1024 * 1024
 
 
 def copy_direct(src: psycopg.Connection, dst: psycopg.Connection, copy_out: sql.Composable, copy_in: sql.Composable,
