@@ -5,7 +5,7 @@ import psycopg
 
 from dbmigrate.v1 import common_pb2
 from services.common.errors import DatabaseError
-from services.common.pg import connect
+from services.common.pg import connect, is_transient
 from services.execution.schema import Statement
 
 # An object that already exists was made by an earlier attempt: the statement counts as done.
@@ -37,6 +37,7 @@ def _run(c: psycopg.Connection, statements: list[Statement], resuming: bool) -> 
         except psycopg.Error as err:
             if resuming and err.sqlstate in ALREADY_DONE:
                 continue
+            # A lost connection, a restart of the target, a lock or serialization conflict: retried.
             raise DatabaseError(f"{st.type.lower()} {st.name}: {err.diag.message_primary or err}",
-                                retryable=err.sqlstate in ("40001", "40P01", "55P03")) from None
+                                retryable=is_transient(err)) from None
     return ran

@@ -205,8 +205,10 @@ def test_a_target_server_restart_during_the_data_phase_is_retried_and_resumed(st
     restarted = threading.Event()
 
     def restart_when_copying():
-        wait_for_copies(stack, wid, 1)
-        private_postgres.restart("fast")
+        # Once as the first table is in, once later while index builds and checks are in flight.
+        for copies in (1, 12):
+            wait_for_copies(stack, wid, copies)
+            private_postgres.restart("fast")
         restarted.set()
 
     th = threading.Thread(target=restart_when_copying, daemon=True)
