@@ -87,3 +87,37 @@ def test_readme_grpcurl_examples_work_as_written(stack_factory):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_grpcurl_shows_the_real_agents_reports(stack_factory, new_database):
+    """Through the real agents: discovery report, risk, plan and recommendation, over grpcurl."""
+    import json
+
+    src, dst = new_database("gcsrc"), new_database("gcdst")
+    src.execute("CREATE TABLE public.items (id int PRIMARY KEY, v text); "
+                "INSERT INTO public.items SELECT g, 'v' || g FROM generate_series(1, 3000) g; ANALYZE;")
+    stack = stack_factory().start()
+    address = stack.address("coordinator")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DBMIGRATE_")}
+    env["PATH"] = f"{GRPCURL_DIR}:{env.get('PATH', '')}"
+
+    def call(method: str, body: dict) -> dict:
+        p = subprocess.run(["grpcurl", "-plaintext", "-d", json.dumps(body), address, f"dbmigrate.v1.Coordinator/{method}"],
+                           env=env, capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, p.stderr
+        return json.loads(p.stdout)
+
+    wid = call("CreateMigration", {"source_url": src.url, "target_url": dst.url, "start": True})["id"]
+    deadline = time.monotonic() + 120
+    while (m := call("GetMigration", {"id": wid}))["phase"] != "AWAITING_APPROVAL":
+        assert m["phase"] not in ("FAILED", "DENIED") and time.monotonic() < deadline, m
+        time.sleep(0.3)
+    assert m["risk"] == "RISK_LOW" and m["recommendation"] == "APPROVE"
+    report = call("GetReport", {"id": wid})
+    assert [t["name"] for t in report["discovery"]["tables"]] == ["items"]
+    assert report["discovery"]["advisor"] == "rules" and report["discovery"]["summary"]
+    assert report["validation"]["passed"] is True
+    generation = report["generation"]
+    assert generation["risk"] == "RISK_LOW" and generation["recommendation"] == "APPROVE"
+    assert [s["name"] for s in generation["plan"]["steps"]][:2] == ["pre-data", "data"]
+    assert generation["plan"]["tables"][0]["name"] == "items" and generation["reasons"]
