@@ -20,6 +20,9 @@ PINNED_SETTINGS = {
     "bytea_output": "hex",
     "client_encoding": "UTF8",
     "standard_conforming_strings": "on",
+    # A server-wide statement or idle timeout meant for applications must not cut a migration's long COPY.
+    "statement_timeout": "0",
+    "idle_in_transaction_session_timeout": "0",
 }
 
 _KNOWN_KEYS = {"host", "hostaddr", "port", "dbname", "user", "password", "sslmode"}

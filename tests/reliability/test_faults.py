@@ -326,3 +326,20 @@ def test_a_coordinator_restart_during_validation_never_runs_two_validations_at_o
     assert not dst.scalar("SELECT count(*) FROM pg_database WHERE datname = %s", (scratch,))
     assert_identical(src.url, dst.url)
     ch.close()
+
+
+def test_a_server_statement_timeout_does_not_cut_the_migration(stack_factory, new_database):
+    """Timeouts a DBA set for applications (statement, idle in transaction) do not apply to DBMigrate's sessions."""
+    src, dst = new_database("tsrc"), new_database("tdst")
+    src.execute(SOURCE)
+    for db in (src, dst):
+        db.execute(f'ALTER DATABASE "{db.name}" SET statement_timeout = \'20ms\'')
+        db.execute(f'ALTER DATABASE "{db.name}" SET idle_in_transaction_session_timeout = \'50ms\'')
+    stack = stack_factory().start()
+    ch, stub = stack.coordinator_stub()
+    m = drive(stub, create(stub, src.url, dst.url))
+    assert E.Phase.Name(m.phase) == "COMPLETED", m.error
+    for db in (src, dst):
+        db.execute(f'ALTER DATABASE "{db.name}" RESET ALL')
+    assert_identical(src.url, dst.url)
+    ch.close()
