@@ -168,7 +168,9 @@ def migration_view(m: coordinator_pb2.Migration, reports: coordinator_pb2.Report
         "approve": phase == "AWAITING_APPROVAL" and not out["blockers"],
         "deny": phase == "AWAITING_APPROVAL",
         "cancel": phase in ("CREATED", "DISCOVERING", "VALIDATING", "PLANNING", "AWAITING_APPROVAL", "EXECUTING"),
-        "rollback": phase in ("COMPLETED", "FAILED", "CANCELLED") and not m.rollback_pending,
+        # Only when the migration may have created something in the target.
+        "rollback": not m.rollback_pending and (phase == "COMPLETED" or (
+            phase in ("FAILED", "CANCELLED") and _execution_started(m))),
     }
     return out
 

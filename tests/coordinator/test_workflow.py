@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import grpc
 import pytest
@@ -119,7 +120,6 @@ def test_kill9_coordinator_mid_execution_resumes_without_gaps_or_duplicates(stac
     ch, stub = stack.coordinator_stub()
     m = wait_phase(stub, create(stub).id, "AWAITING_APPROVAL")
     stub.Approve(C.ApproveRequest(id=m.id), timeout=10)
-    import time
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         copied = [e for e in logged_events(stack, m.id) if e.WhichOneof("payload") == "table_copied"]
@@ -158,9 +158,14 @@ def test_cancel_during_execution_rolls_back_and_ends_cancelled(stack_factory):
     m = wait_phase(stub, create(stub).id, "AWAITING_APPROVAL")
     stub.Approve(C.ApproveRequest(id=m.id), timeout=10)
     wait_phase(stub, m.id, "EXECUTING")
+    # Cancel once the copy has begun: before the baseline is recorded nothing was touched, so there
+    # is nothing to roll back (and no rolled_back event).
+    deadline = time.monotonic() + 20
+    while "table_copied" not in [e.WhichOneof("payload") for e in logged_events(stack, m.id)]:
+        assert time.monotonic() < deadline, "the copy never began"
+        time.sleep(0.05)
     stub.Cancel(C.CancelRequest(id=m.id, reason="maintenance window over"), timeout=10)
     m = wait_phase(stub, m.id, "CANCELLED")
-    import time
     deadline = time.monotonic() + 20
     while stub.GetMigration(C.MigrationRef(id=m.id)).rollback_pending and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -91,6 +91,7 @@ def test_a_migration_runs_start_to_finish_from_the_page(real_stack, new_database
     assert "Migration completed" in page.inner_text("#m-error")
     log = page.inner_text("#log")
     assert "approved: checked the plan, go ahead" in log and "migration completed" in log
+    assert page.is_visible("#rollback-btn")
     screenshot(page, "real-06-completed")
     page.click(".tab[data-tab='execution']")
     body = page.inner_text("#report-body")
@@ -158,6 +159,7 @@ def test_a_wrong_password_is_shown_as_a_clear_message(real_stack, password_postg
     message = page.inner_text("#m-error")
     assert "authentication failed" in message and "check the user and password" in message, message
     assert page.get_attribute("#m-steps li[data-step='discovery']", "data-state") == "failed"
+    assert page.is_hidden("#rollback-btn")  # nothing was created in the target: nothing to roll back
     screenshot(page, "real-11-failed-wrong-password")
     assert "wrong-Passw0rd" not in page.content() and "wrong-Passw0rd" not in page.inner_text("#log")
     assert count_tables(target) == 0
