@@ -49,6 +49,9 @@ CONNECTION = {
 
 CONFIGURE = {
     "type": "object", "additionalProperties": False,
+    # A source and a target are required, each as a connection or as a URL.
+    "allOf": [{"anyOf": [{"required": ["source"]}, {"required": ["source_url"]}]},
+              {"anyOf": [{"required": ["target"]}, {"required": ["target_url"]}]}],
     "properties": {
         "name": {"type": "string", "maxLength": 200},
         "source": CONNECTION, "target": CONNECTION,
