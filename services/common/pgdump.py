@@ -10,6 +10,7 @@ import psycopg
 from psycopg import conninfo as _conninfo
 
 from dbmigrate.v1 import common_pb2
+from services.common.catalog import Table
 from services.common.errors import DatabaseError, FailedPrecondition
 from services.common.logs import redact, register_secret
 from services.common.pg import PINNED_SETTINGS, describe
@@ -106,3 +107,10 @@ def apply_script(conn: common_pb2.Connection, script: str, what: str = "schema s
 
 def server_version_num(c: psycopg.Connection) -> int:
     return int(c.execute("SHOW server_version_num").fetchone()[0])
+
+
+def exclude_args(all_tables: list[Table], kept: list[Table]) -> list[str]:
+    """pg_dump arguments that leave out the tables the include/exclude patterns removed (exact names)."""
+    keep = {(t.schema, t.name) for t in kept}
+    return [f'--exclude-table="{t.schema.replace(chr(34), chr(34) * 2)}"."{t.name.replace(chr(34), chr(34) * 2)}"'
+            for t in all_tables if (t.schema, t.name) not in keep]

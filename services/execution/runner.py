@@ -25,7 +25,7 @@ from dbmigrate.v1 import agents_pb2, common_pb2
 from services.common.catalog import Table, list_tables
 from services.common.errors import Cancelled, DatabaseError, DBMigrateError, FailedPrecondition, Unavailable
 from services.common.pg import connect, is_transient
-from services.common.pgdump import apply_script, check_pg_dump, dump_section, server_version_num
+from services.common.pgdump import apply_script, check_pg_dump, dump_section, exclude_args, server_version_num
 from services.execution import data
 from services.execution.baseline import rollback
 from services.execution.largeobjects import copy_large_objects
@@ -41,13 +41,6 @@ from services.execution.verify import verify_by_stream, verify_table_on
 log = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL = 1.0  # seconds between progress events of one table
-
-
-def exclude_args(all_tables: list[Table], kept: list[Table]) -> list[str]:
-    """pg_dump arguments that leave out the tables the include/exclude patterns removed (exact names)."""
-    keep = {(t.schema, t.name) for t in kept}
-    return [f'--exclude-table="{t.schema.replace(chr(34), chr(34) * 2)}"."{t.name.replace(chr(34), chr(34) * 2)}"'
-            for t in all_tables if (t.schema, t.name) not in keep]
 
 
 class ExecutionRun:

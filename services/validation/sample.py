@@ -24,7 +24,7 @@ from services.common.checksum import row_expression, table_checksum
 from services.common.copy import copy_in_sql, copy_into, copy_out_sql
 from services.common.errors import Cancelled, DBMigrateError, DatabaseError, FailedPrecondition
 from services.common.pg import connect, is_transient
-from services.common.pgdump import apply_script, dump_section
+from services.common.pgdump import apply_script, dump_section, exclude_args
 from services.execution.schema import tolerant_pre_data
 from services.execution.verify import source_in_snapshot
 
@@ -113,12 +113,13 @@ class Sampler:
         return report
 
     def _validate(self, snapshot: str, all_tables: list[Table], tables: list[Table]) -> common_pb2.ValidationReport:
-        from services.execution.runner import exclude_args
         findings: list[common_pb2.Finding] = []
         script = dump_section(self.req.source, "pre-data", snapshot=snapshot, extra_args=exclude_args(all_tables, tables))
         try:
             apply_script(self.scratch, tolerant_pre_data(script), "pre-data schema (pg_dump --section=pre-data)")
         except DatabaseError as err:
+            if err.retryable:  # the target went away for a moment: the coordinator calls again
+                raise
             findings.append(common_pb2.Finding(
                 code="SCHEMA_APPLY_FAILED", severity=common_pb2.BLOCKER, object="pre-data schema",
                 message=f"the source's schema could not be created on the target server: {err.message}",
