@@ -25,7 +25,6 @@ from psycopg import sql
 from dbmigrate.v1 import common_pb2
 from services.common.catalog import Table
 from services.common.errors import Cancelled
-from services.common.pg import pin_sql
 from services.common.pgdump import _binary, _fail, tool_dsn, tool_env
 
 CHUNK = 1 << 20
@@ -71,7 +70,6 @@ def copy_into(dst: psycopg.Connection, source: common_pb2.Connection, snapshot: 
     `settings` are SET statements for the source session (e.g. to keep a key-ordered read on its index)."""
     t0 = time.monotonic()
     args = [_binary("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", tool_dsn(source, "dbmigrate-copy")]
-    args += ["-c", pin_sql()]  # the text form of values must not depend on the server's defaults
     for statement in settings:
         args += ["-c", statement]
     if snapshot:

@@ -160,7 +160,7 @@ async def aconnect(conn: common_pb2.Connection, role: str, *, autocommit: bool =
     return c
 
 
-def pin_sql() -> str:
+def _pin_sql() -> str:
     return "; ".join(f"SET {k} = '{v}'" for k, v in PINNED_SETTINGS.items())
 
 
@@ -168,14 +168,14 @@ def pin_session(c: psycopg.Connection) -> None:
     """Fixes the settings that change a value's text form. Runs outside any snapshot transaction."""
     was = c.autocommit
     c.autocommit = True
-    c.execute(pin_sql())
+    c.execute(_pin_sql())
     c.autocommit = was
 
 
 async def apin_session(c: psycopg.AsyncConnection) -> None:
     was = c.autocommit
     await c.set_autocommit(True)
-    await c.execute(pin_sql())
+    await c.execute(_pin_sql())
     await c.set_autocommit(was)
 
 

@@ -22,7 +22,7 @@ import psycopg
 from psycopg import sql
 
 from dbmigrate.v1 import agents_pb2, common_pb2
-from services.common.catalog import Table, list_tables
+from services.common.catalog import DEFAULT_SPLIT_BYTES, Table, list_tables
 from services.common.errors import Cancelled, DatabaseError, DBMigrateError, FailedPrecondition, Unavailable
 from services.common.pg import connect, is_transient
 from services.common.pgdump import apply_script, check_pg_dump, dump_section, exclude_args, server_version_num
@@ -33,9 +33,8 @@ from services.execution.matviews import refresh_matviews
 from services.execution.postdata import run_statements
 from services.execution.schema import parse_post_data, split_qualified, tolerant_pre_data
 from services.execution.sequences import copy_sequences
-from services.common.catalog import DEFAULT_SPLIT_BYTES
-from services.execution.units import Unit, parts_for, split
 from services.execution.conns import WorkerConnections, lock_timeout_sql
+from services.execution.units import Unit, parts_for, split
 from services.execution.verify import verify_by_stream, verify_table_on
 
 log = logging.getLogger(__name__)

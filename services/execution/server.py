@@ -48,12 +48,12 @@ def prepare(request: agents_pb2.PrepareRequest) -> agents_pb2.PrepareReply:
 
 @service_errors(agents_pb2_grpc.ExecutionServicer)
 class ExecutionServicer(agents_pb2_grpc.ExecutionServicer):
+    def __init__(self):
+        self.running = PerWorkflow()
+
     async def Prepare(self, request, context):
         _check(request)
         return await asyncio.to_thread(prepare, request)
-
-    def __init__(self):
-        self.running = PerWorkflow()
 
     async def Execute(self, request, context):
         _check(request)

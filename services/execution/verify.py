@@ -24,31 +24,6 @@ def source_in_snapshot(source: common_pb2.Connection, snapshot: str, application
     return c
 
 
-def verify_table(table: Table, source: common_pb2.Connection, target: common_pb2.Connection,
-                 snapshot: str) -> common_pb2.TableResult:
-    """Both checksums run at the same time (one scan each side); equal count and sum = verified."""
-    t0 = time.monotonic()
-    columns = table.all_columns
-    out: dict[str, Checksum | BaseException] = {}
-
-    def source_side():
-        try:
-            with source_in_snapshot(source, snapshot, "dbmigrate-verify") as c:
-                out["source"] = table_checksum(c, table.schema, table.name, columns)
-        except BaseException as err:  # re-raised in the caller's thread
-            out["source"] = err
-
-    th = threading.Thread(target=source_side)
-    th.start()
-    with connect(target, "target", application_name="dbmigrate-verify") as c:
-        dst = table_checksum(c, table.schema, table.name, columns)
-    th.join()
-    src = out["source"]
-    if isinstance(src, BaseException):
-        raise src
-    return result(table, src, dst, time.monotonic() - t0)
-
-
 def result(table: Table, src: Checksum, dst: Checksum, seconds: float) -> common_pb2.TableResult:
     ok = src == dst
     return common_pb2.TableResult(
@@ -60,7 +35,8 @@ def result(table: Table, src: Checksum, dst: Checksum, seconds: float) -> common
 
 
 def verify_table_on(table: Table, src: psycopg.Connection, dst: psycopg.Connection) -> common_pb2.TableResult:
-    """verify_table on a worker's own connections (src inside the snapshot): both scans at once."""
+    """Row count and checksum of both sides on a worker's own connections (src inside the snapshot),
+    both scans at once; equal count and sum = verified."""
     t0 = time.monotonic()
     columns = table.all_columns
     out: dict[str, Checksum | BaseException] = {}

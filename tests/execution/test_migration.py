@@ -13,8 +13,9 @@ import grpc
 import pytest
 
 from dbmigrate.v1 import common_pb2, coordinator_pb2 as C, events_pb2 as E
-from tests.coordinator.helpers import logged_events, wait_phase
+from tests.coordinator.helpers import wait_phase
 from tests.execution.compare import assert_identical, snapshot
+from tests.migrations import create, events_of, wait_for_copies
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "awkward.sql"
 BIG = """
@@ -34,28 +35,10 @@ def load_awkward(db, extra: str = "") -> None:
         db.execute(extra)
 
 
-def create(stub, src, dst, **options) -> str:
-    m = stub.CreateMigration(C.CreateMigrationRequest(
-        source_url=src.url, target_url=dst.url, start=True,
-        options=common_pb2.MigrationOptions(**{"jobs": 2, **options})), timeout=30)
-    return m.id
-
-
 def approve_when_asked(stub, wid: str) -> C.Migration:
     m = wait_phase(stub, wid, "AWAITING_APPROVAL", "FAILED", timeout=240)
     assert E.Phase.Name(m.phase) == "AWAITING_APPROVAL", m.error
     return stub.Approve(C.ApproveRequest(id=wid, comment="test"), timeout=30)
-
-
-def copied_units(stack, wid: str) -> int:
-    return sum(1 for e in logged_events(stack, wid) if e.WhichOneof("payload") == "table_copied")
-
-
-def wait_units(stack, wid: str, n: int, timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    while copied_units(stack, wid) < n:
-        assert time.monotonic() < deadline, f"fewer than {n} units copied after {timeout}s"
-        time.sleep(0.05)
 
 
 def test_an_awkward_database_migrates_identically_through_all_agents(stack_factory, new_database):
@@ -63,7 +46,7 @@ def test_an_awkward_database_migrates_identically_through_all_agents(stack_facto
     load_awkward(src)
     stack = stack_factory().start()
     ch, stub = stack.coordinator_stub()
-    wid = create(stub, src, dst)
+    wid = create(stub, src.url, dst.url)
     m = approve_when_asked(stub, wid)
     m = wait_phase(stub, wid, "COMPLETED", "FAILED", timeout=300)
     assert E.Phase.Name(m.phase) == "COMPLETED", m.error
@@ -85,17 +68,16 @@ def test_kill_9_mid_data_then_restart_ends_identical(stack_factory, new_database
     stack = stack_factory().start()
     ch, stub = stack.coordinator_stub()
     # Small split threshold: app.big goes in parts, so the kill lands between and inside units.
-    wid = create(stub, src, dst, split_threshold_bytes=16 * 1024 * 1024)
+    wid = create(stub, src.url, dst.url, split_threshold_bytes=16 * 1024 * 1024)
     approve_when_asked(stub, wid)
-    wait_units(stack, wid, 3)
-    before_kill = copied_units(stack, wid)
+    wait_for_copies(stack, wid, 3)
+    before_kill = len(events_of(stack, wid, "table_copied"))
     stack.kill9(victim)
     time.sleep(0.5)
     stack.procs[victim].start()
     m = wait_phase(stub, wid, "COMPLETED", "FAILED", timeout=400)
     assert E.Phase.Name(m.phase) == "COMPLETED", m.error
-    events = logged_events(stack, wid)
-    attempts = [e for e in events if e.WhichOneof("payload") == "execution_attempted"]
+    attempts = events_of(stack, wid, "execution_attempted")
     assert len(attempts) >= 2 and before_kill >= 3
     assert_identical(src.url, dst.url)
     assert dst.scalar("SELECT count(*) FROM app.big") == 600000
@@ -113,13 +95,13 @@ def test_a_fatal_error_fails_the_migration_and_rollback_leaves_the_target_as_bef
     before = snapshot(dst.url)
     stack = stack_factory().start()
     ch, stub = stack.coordinator_stub()
-    wid = create(stub, src, dst)
+    wid = create(stub, src.url, dst.url)
     approve_when_asked(stub, wid)
     m = wait_phase(stub, wid, "FAILED", "COMPLETED", timeout=300)
     assert E.Phase.Name(m.phase) == "FAILED"
     assert "items_v_idx" in m.error and "already exists" in m.error, m.error
     deadline = time.monotonic() + 120
-    while any(e.WhichOneof("payload") == "rolled_back" for e in logged_events(stack, wid)) is False:
+    while not events_of(stack, wid, "rolled_back"):
         assert time.monotonic() < deadline, "no rollback recorded"
         time.sleep(0.2)
     assert snapshot(dst.url) == before
@@ -134,7 +116,7 @@ def test_a_non_empty_target_is_refused_and_left_alone(stack_factory, new_databas
     before = snapshot(dst.url)
     stack = stack_factory().start()
     ch, stub = stack.coordinator_stub()
-    wid = create(stub, src, dst)
+    wid = create(stub, src.url, dst.url)
     m = wait_phase(stub, wid, "AWAITING_APPROVAL", "FAILED", timeout=240)
     assert m.recommendation == common_pb2.DENY
     report = stub.GetReport(C.GetReportRequest(id=wid), timeout=30)

@@ -14,12 +14,12 @@ import threading
 import time
 from pathlib import Path
 
-import grpc
 import psycopg
 
 from dbmigrate.v1 import common_pb2, coordinator_pb2 as C, events_pb2 as E
 from tests.coordinator.helpers import logged_events, wait_phase
 from tests.execution.compare import assert_identical, snapshot
+from tests.migrations import create, drive, events_of, wait_for_copies
 
 OUTPUT = Path("test-output")
 VICTIMS = ["coordinator", "discovery", "validation", "generation", "execution", "web"]
@@ -45,40 +45,6 @@ SELECT setval('app.orders_id_seq', 200000);
 SMALL_TABLES = "".join(f"CREATE TABLE app.small_{i} (id int PRIMARY KEY, v text); "
                        f"INSERT INTO app.small_{i} SELECT g, 'v' || g FROM generate_series(1, {i * 10}) g;"
                        for i in range(1, 25))
-
-
-def create(stub, source_url: str, target_url: str, **options) -> str:
-    for _ in range(200):
-        try:
-            return stub.CreateMigration(C.CreateMigrationRequest(
-                source_url=source_url, target_url=target_url, start=True,
-                options=common_pb2.MigrationOptions(**{"jobs": 2, **options})), timeout=10).id
-        except grpc.RpcError as err:
-            if err.code() != grpc.StatusCode.UNAVAILABLE:
-                raise
-            time.sleep(0.2)
-    raise AssertionError("the coordinator never answered")
-
-
-def drive(stub, wid: str, timeout: float = 400, during=None) -> C.Migration:
-    """Approves when asked and returns the migration once it COMPLETED or FAILED with its rollback done."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if during is not None:
-            during()
-        try:
-            m = stub.GetMigration(C.MigrationRef(id=wid), timeout=5)
-            phase = E.Phase.Name(m.phase)
-            if phase == "AWAITING_APPROVAL":
-                stub.Approve(C.ApproveRequest(id=wid, comment="fault test"), timeout=5)
-            elif phase == "COMPLETED" or (phase in ("FAILED", "CANCELLED", "DENIED") and not m.rollback_pending):
-                return m
-        except grpc.RpcError as err:
-            if err.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
-                                  grpc.StatusCode.FAILED_PRECONDITION):
-                raise
-        time.sleep(0.1)
-    raise AssertionError(f"migration {wid} did not end within {timeout}s")
 
 
 def outcome(m: C.Migration, source_url: str, target_url: str, before: dict) -> str:
@@ -186,13 +152,6 @@ def phase_of(stack, wid: str) -> str:
     return "CREATED"
 
 
-def wait_for_copies(stack, wid: str, n: int = 1, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while sum(e.WhichOneof("payload") == "table_copied" for e in logged_events(stack, wid)) < n:
-        assert time.monotonic() < deadline, "the data phase never started"
-        time.sleep(0.05)
-
-
 def test_a_target_server_restart_during_the_data_phase_is_retried_and_resumed(stack_factory, new_database,
                                                                              private_postgres):
     src = new_database("rsrc")
@@ -218,7 +177,7 @@ def test_a_target_server_restart_during_the_data_phase_is_retried_and_resumed(st
     assert restarted.is_set()
     assert E.Phase.Name(m.phase) == "COMPLETED", m.error
     assert_identical(src.url, target_url)
-    failures = [e.agent_call_failed for e in logged_events(stack, wid) if e.WhichOneof("payload") == "agent_call_failed"]
+    failures = events_of(stack, wid, "agent_call_failed")
     record("target_restart", {"outcome": "identical", "retried_calls": len(failures),
                               "errors": [f.error[:160] for f in failures][:5]})
     ch.close()
@@ -247,7 +206,7 @@ def test_a_source_refusing_new_connections_for_a_while_is_waited_for(stack_facto
     assert refused.is_set()
     assert E.Phase.Name(m.phase) == "COMPLETED", m.error
     assert_identical(src.url, dst.url)
-    failures = [e.agent_call_failed for e in logged_events(stack, wid) if e.WhichOneof("payload") == "agent_call_failed"]
+    failures = events_of(stack, wid, "agent_call_failed")
     record("source_refuses_connections", {"outcome": "identical", "retried_calls": len(failures),
                                           "errors": [f.error[:160] for f in failures][:5]})
     ch.close()
@@ -273,7 +232,7 @@ def test_a_lock_held_on_a_target_table_is_retried_until_it_is_released(stack_fac
         holder.close()
     assert E.Phase.Name(m.phase) == "COMPLETED", m.error
     assert_identical(src.url, dst.url)
-    failures = [e.agent_call_failed for e in logged_events(stack, wid) if e.WhichOneof("payload") == "agent_call_failed"]
+    failures = events_of(stack, wid, "agent_call_failed")
     assert any("lock" in f.error for f in failures), [f.error for f in failures]
     record("target_lock", {"outcome": "identical", "retried_calls": len(failures), "error": failures[0].error[:200]})
     ch.close()

@@ -10,7 +10,7 @@ import psycopg
 
 from dbmigrate.v1 import common_pb2, coordinator_pb2 as C, events_pb2 as E
 from tests.fixtures.pg import PrivatePostgres
-from tests.reliability.test_faults import drive
+from tests.migrations import drive
 
 PASSWORD = "Zq9-distinctive-PW-7731"
 WRONG = "Wrong-distinctive-PW-9904"
