@@ -62,6 +62,46 @@ def copy_in_sql(schema: str, name: str, columns: list[str], *, binary: bool, fre
         sql.Identifier(schema, name), sql.SQL(", ").join(sql.Identifier(c) for c in columns), sql.SQL(", ".join(opts)))
 
 
+class _PsqlCopyOut:
+    """`psql` running one COPY ... TO STDOUT (inside `snapshot` when given), read from its stdout in
+    chunks of up to CHUNK bytes. psql takes libpq's one message per row in C; Python sees chunks."""
+
+    def __init__(self, conn: common_pb2.Connection, copy_out: str, *, snapshot: str | None = None,
+                 settings: list[str] | tuple[str, ...] = (), application_name: str = "dbmigrate-copy"):
+        self.conn = conn
+        args = [_binary("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", tool_dsn(conn, application_name)]
+        for statement in settings:
+            args += ["-c", statement]
+        if snapshot:
+            args += ["-c", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+                     "-c", f"SET TRANSACTION SNAPSHOT '{snapshot}'"]
+        args += ["-c", copy_out]
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=tool_env(conn),
+                                     bufsize=0)
+
+    def chunks(self, cancel: threading.Event | None = None):
+        while True:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("the copy was cancelled")
+            chunk = self.proc.stdout.read(CHUNK)
+            if not chunk:
+                return
+            yield chunk
+
+    def check(self, what: str) -> None:
+        """After the last chunk: raises the database's error when psql failed."""
+        stderr = self.proc.stderr.read().decode(errors="replace")
+        if self.proc.wait() != 0:
+            raise _fail(what, self.conn, stderr)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        for stream in (self.proc.stdout, self.proc.stderr):
+            stream.close()
+
+
 def copy_into(dst: psycopg.Connection, source: common_pb2.Connection, snapshot: str | None,
               copy_out: sql.Composable, copy_in: sql.Composable, *,
               on_bytes: Callable[[int], None] | None = None, cancel: threading.Event | None = None,
@@ -69,39 +109,38 @@ def copy_into(dst: psycopg.Connection, source: common_pb2.Connection, snapshot: 
     """Streams one COPY from the source into `dst` inside dst's open transaction; returns rows and bytes.
     `settings` are SET statements for the source session (e.g. to keep a key-ordered read on its index)."""
     t0 = time.monotonic()
-    args = [_binary("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", tool_dsn(source, "dbmigrate-copy")]
-    for statement in settings:
-        args += ["-c", statement]
-    if snapshot:
-        args += ["-c", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-                 "-c", f"SET TRANSACTION SNAPSHOT '{snapshot}'"]
-    args += ["-c", copy_out.as_string(dst)]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=tool_env(source), bufsize=0)
+    reader = _PsqlCopyOut(source, copy_out.as_string(dst), snapshot=snapshot, settings=settings)
     total = 0
     digest = hashlib.sha1()
     try:
         with dst.cursor() as cur:
             with cur.copy(copy_in) as cp:
-                while True:
-                    if cancel is not None and cancel.is_set():
-                        raise Cancelled("the copy was cancelled")
-                    chunk = proc.stdout.read(CHUNK)
-                    if not chunk:
-                        break
+                for chunk in reader.chunks(cancel):
                     cp.write(chunk)
                     digest.update(chunk)
                     total += len(chunk)
                     if on_bytes is not None:
                         on_bytes(len(chunk))
-                stderr = proc.stderr.read().decode(errors="replace")
-                if proc.wait() != 0:
-                    # Leaving the block with an exception makes psycopg end the COPY with an error.
-                    raise _fail("reading the source (COPY TO)", source, stderr)
+                # Leaving the block with an exception makes psycopg end the COPY with an error.
+                reader.check("reading the source (COPY TO)")
             rows = cur.rowcount
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            stream.close()
+        reader.close()
     return CopyStats(rows=max(rows, 0), bytes=total, seconds=time.monotonic() - t0, digest=digest.hexdigest())
+
+
+def stream_digest(conn: common_pb2.Connection, copy_out: str, *, settings: list[str] | tuple[str, ...] = (),
+                  cancel: threading.Event | None = None) -> tuple[int, str]:
+    """Bytes and sha1 of one COPY ... TO STDOUT run by psql on `conn`: the same digest copy_into takes of
+    the source stream, at a fraction of the CPU of iterating psycopg's one-block-per-row COPY."""
+    reader = _PsqlCopyOut(conn, copy_out, settings=settings, application_name="dbmigrate-verify")
+    total = 0
+    digest = hashlib.sha1()
+    try:
+        for chunk in reader.chunks(cancel):
+            digest.update(chunk)
+            total += len(chunk)
+        reader.check("reading the target (COPY TO)")
+    finally:
+        reader.close()
+    return total, digest.hexdigest()

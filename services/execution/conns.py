@@ -44,6 +44,7 @@ class WorkerConnections:
             if self.preamble:
                 c.execute(self.preamble)
             c.execute("SET maintenance_work_mem = '256MB'")
+            c.execute("SET max_parallel_maintenance_workers = 0")
             c.execute("SET synchronize_seqscans = off")  # verification reads a table from its first page
             c.execute(lock_timeout_sql())
             self._local.target = c

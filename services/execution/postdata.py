@@ -10,6 +10,8 @@ from services.execution.schema import Statement
 
 # An object that already exists was made by an earlier attempt: the statement counts as done.
 ALREADY_DONE = {"42P07", "42710", "42P16"}
+# ADD CONSTRAINT ... USING INDEX of an index that already carries its constraint.
+ATTACHED = ALREADY_DONE | {"55000"}
 
 
 def run_statements(target: common_pb2.Connection, preamble: str, statements: list[Statement],
@@ -35,7 +37,7 @@ def _run(c: psycopg.Connection, statements: list[Statement], resuming: bool) -> 
             c.execute(st.sql)
             ran += 1
         except psycopg.Error as err:
-            if resuming and err.sqlstate in ALREADY_DONE:
+            if resuming and err.sqlstate in (ATTACHED if st.attach else ALREADY_DONE):
                 continue
             # A lost connection, a restart of the target, a lock or serialization conflict: retried.
             raise DatabaseError(f"{st.type.lower()} {st.name}: {err.diag.message_primary or err}",

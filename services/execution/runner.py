@@ -31,7 +31,8 @@ from services.execution.baseline import rollback
 from services.execution.largeobjects import copy_large_objects
 from services.execution.matviews import refresh_matviews
 from services.execution.postdata import run_statements
-from services.execution.schema import parse_post_data, split_qualified, tolerant_pre_data
+from services.execution.schema import (Statement, parse_post_data, split_qualified, tolerant_pre_data,
+                                       unique_constraint_indexes, unique_via_index)
 from services.execution.sequences import copy_sequences
 from services.execution.conns import WorkerConnections, lock_timeout_sql
 from services.execution.units import Unit, parts_for, split
@@ -103,6 +104,7 @@ class ExecutionRun:
                 if "pre-data" not in self.steps_done:
                     self._pre_data(snapshot, tables, excluded)
                 post = parse_post_data(post_script.result())
+                unique_via_index(post, unique_constraint_indexes(exporter))
             self._check_cancel()
             self._data(exporter, snapshot, tables, post)
             self._check_cancel()
@@ -174,7 +176,8 @@ class ExecutionRun:
         per_table = {split_qualified(k): v for k, v in post.per_table.items()}
         planned = {(p.schema, p.name): p.parts for p in self.req.plan.tables}
         threshold = self.opts.split_threshold_bytes or DEFAULT_SPLIT_BYTES
-        work: queue.PriorityQueue = queue.PriorityQueue()
+        copying: queue.PriorityQueue = queue.PriorityQueue()
+        finishing: queue.PriorityQueue = queue.PriorityQueue()
         order = itertools.count()
         pending: dict[str, int] = {}
         todo_of: dict[str, list[Unit]] = {}
@@ -199,51 +202,84 @@ class ExecutionRun:
         progress: dict[str, list] = {}
         conns = WorkerConnections(self.source, self.target, snapshot, post.preamble)
 
-        def build_indexes(t: Table) -> None:
-            """The table's indexes and keys, then its statistics (while other tables still copy)."""
-            step = f"indexes:{t.qualified}"
-            if step not in self.steps_done:
-                t0 = time.monotonic()
-                statements = per_table.get((t.schema, t.name), [])
-                run_statements(self.target, post.preamble, statements, resuming=self.resuming, conn=conns.target())
-                conns.target().execute(sql.SQL("ANALYZE {}").format(sql.Identifier(t.schema, t.name)))
-                with self.lock:
-                    self.analyzed.add(t.qualified)
-                self._step(step, f"{len(statements)} indexes and keys", t0)
+        # After a table's last unit: each index build and the check are finishing items of their own
+        # (index builds take a SHARE lock, the check only reads, so they run side by side); when all
+        # are done the table is sealed: keys attached to their indexes and the constraints that need
+        # an exclusive lock (so none waits behind a long check), ANALYZE, the step recorded.
+        left: dict[str, int] = {}         # finishing items of a table still to run
+        checked: set[str] = set()
+        finish_started: dict[str, float] = {}
+
+        def ordered_parts(t: Table) -> bool:
+            # Key-ordered parts are proven by reading the target along the key's index: after it exists.
+            units = units_of[t.qualified]
+            return len(units) > 1 and all(u.order_by for u in units)
+
+        def item_done(t: Table) -> None:
+            with self.lock:
+                left[t.qualified] -= 1
+                if left[t.qualified]:
+                    return
+                check_now = t.qualified not in checked
+                left[t.qualified] = 1
+            finishing.put((0, next(order), check if check_now else seal, t))
+
+        def build(item: tuple[Table, Statement]) -> None:
+            t, st = item
+            run_statements(self.target, post.preamble, [st], resuming=self.resuming, conn=conns.target())
+            item_done(t)
 
         def check(t: Table) -> None:
-            """Rows and checksums of both sides; runs beside the index build (it only reads)."""
+            """Rows and checksums of both sides; runs beside the index builds (it only reads)."""
             if t.qualified in self.verified:
                 with self.lock:
                     self.results[t.qualified] = common_pb2.TableResult(table=t.qualified, verified=True,
                                                                        source_rows=-1, target_rows=-1)
-                return
-            result = verify_by_stream(t, units_of[t.qualified], copied, conns.target())
-            if result is None:  # split, copied in an earlier attempt, generated columns, or another row order
-                result = verify_table_on(t, conns.source(), conns.target())
-            with self.lock:
-                result.bytes = table_bytes.get(t.qualified, 0)
-                result.seconds += table_seconds.get(t.qualified, 0.0)
-                self.results[t.qualified] = result
-            if result.verified:
-                self.emit(agents_pb2.ExecutionEvent(table_verified=agents_pb2.TableVerified(result=result)))
             else:
-                self.emit(agents_pb2.ExecutionEvent(table_failed=agents_pb2.TableFailed(
-                    table=t.qualified, error=result.error, retryable=False, result=result)))
+                result = verify_by_stream(t, units_of[t.qualified], copied, conns.target(), self.target)
+                if result is None:  # split, copied in an earlier attempt, generated columns, or another row order
+                    result = verify_table_on(t, conns.source(), conns.target())
+                with self.lock:
+                    result.bytes = table_bytes.get(t.qualified, 0)
+                    result.seconds += table_seconds.get(t.qualified, 0.0)
+                    self.results[t.qualified] = result
+                if result.verified:
+                    self.emit(agents_pb2.ExecutionEvent(table_verified=agents_pb2.TableVerified(result=result)))
+                else:
+                    self.emit(agents_pb2.ExecutionEvent(table_failed=agents_pb2.TableFailed(
+                        table=t.qualified, error=result.error, retryable=False, result=result)))
+            with self.lock:
+                checked.add(t.qualified)
+            item_done(t)
 
-        def indexes_then_check(t: Table) -> None:
-            build_indexes(t)
-            check(t)
+        def seal(t: Table) -> None:
+            """Keys attached to their indexes, then the table's statistics (while other tables still copy)."""
+            step = f"indexes:{t.qualified}"
+            if step not in self.steps_done:
+                statements = per_table.get((t.schema, t.name), [])
+                run_statements(self.target, post.preamble, [st for st in statements if not st.beside_reads],
+                               resuming=self.resuming, conn=conns.target())
+                conns.target().execute(sql.SQL("ANALYZE {}").format(sql.Identifier(t.schema, t.name)))
+                with self.lock:
+                    self.analyzed.add(t.qualified)
+                self._step(step, f"{sum(not st.attach for st in statements)} indexes and keys",
+                           finish_started[t.qualified])
 
         def finish(t: Table) -> None:
-            units = units_of[t.qualified]
-            if len(units) > 1 and all(u.order_by for u in units):
-                # Key-ordered parts are proven by reading the target along the key's index: after it exists.
-                work.put((0, next(order), indexes_then_check, t))
-                return
-            # Both go before further copies; two workers may take them at once.
-            work.put((0, next(order), build_indexes, t))
-            work.put((0, next(order), check, t))
+            builds = [] if f"indexes:{t.qualified}" in self.steps_done else \
+                [st for st in per_table.get((t.schema, t.name), []) if st.beside_reads]
+            check_first = not ordered_parts(t)
+            with self.lock:
+                finish_started[t.qualified] = time.monotonic()
+                left[t.qualified] = len(builds) + check_first
+            if check_first:  # the longest item: first, so the builds share the other workers around it
+                finishing.put((0, next(order), check, t))
+            for st in builds:
+                finishing.put((0, next(order), build, (t, st)))
+            if not builds and not check_first:
+                with self.lock:
+                    left[t.qualified] = 1
+                item_done(t)
 
         def copy(unit: Unit) -> None:
             t = unit.table
@@ -265,7 +301,8 @@ class ExecutionRun:
                     bytes_per_second=rate, rows_per_second=rate * t.row_estimate / total if total else 0.0,
                     eta_seconds=max(total - done_bytes, 0) / rate if rate else 0.0)))
 
-            stats = data.copy_unit(unit, conns, self.source, snapshot, on_bytes=on_bytes, cancel=self.cancel)
+            stats = data.copy_unit(unit, conns, self.source, snapshot, on_bytes=on_bytes, cancel=self.cancel,
+                                   fresh=not self.resuming)
             with self.lock:
                 copied[unit.id] = (stats.rows, stats.digest)
                 table_bytes[t.qualified] = table_bytes.get(t.qualified, 0) + stats.bytes
@@ -283,9 +320,9 @@ class ExecutionRun:
             if not todo_of[t.qualified]:
                 finish(t)
             for u in todo_of[t.qualified]:
-                work.put((1, next(order), copy, u))
+                copying.put((1, next(order), copy, u))
 
-        def worker() -> None:
+        def worker(work: queue.PriorityQueue) -> None:
             while True:
                 _, _, fn, arg = work.get()
                 try:
@@ -301,13 +338,27 @@ class ExecutionRun:
                 finally:
                     work.task_done()
 
-        threads = [threading.Thread(target=worker, name=f"copy-{i}", daemon=True) for i in range(self.jobs)]
-        for th in threads:
-            th.start()
-        work.join()
-        for _ in threads:
-            work.put((9, next(order), None, None))
-        for th in threads:
+        # `jobs` workers copy; as many more build each copied table's indexes and check its rows, so the
+        # copies go on while a table that is in gets its indexes (pgcopydb's --table-jobs/--index-jobs).
+        # Once every copy is done the copy workers turn to finishing too: the last table's builds and
+        # check then run side by side instead of one after another.
+        def start(q: queue.PriorityQueue, name: str) -> list[threading.Thread]:
+            ths = [threading.Thread(target=worker, args=(q,), name=f"{name}-{i}", daemon=True) for i in range(self.jobs)]
+            for th in ths:
+                th.start()
+            return ths
+
+        copiers, finishers = start(copying, "copy"), start(finishing, "finish")
+        copying.join()  # every copy done, so every finishing item is queued
+        for _ in copiers:
+            copying.put((9, next(order), None, None))
+        for th in copiers:
+            th.join()
+        finishers += start(finishing, "finish-late")
+        finishing.join()
+        for _ in finishers:
+            finishing.put((9, next(order), None, None))
+        for th in finishers:
             th.join()
         conns.close_all()
         if self.errors:

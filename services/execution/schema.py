@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from dataclasses import dataclass, field
 
 _HEADER = re.compile(r"^--\n-- (?:Data for )?Name: (?P<name>.*?); Type: (?P<type>[A-Z ]+?); Schema: (?P<schema>[^;]*);"
@@ -21,6 +22,13 @@ class Statement:
     name: str
     sql: str
     table: str | None = None   # schema.table as pg_dump quotes it, for per-table statements
+    attach: bool = False       # ADD CONSTRAINT ... USING INDEX: after the table's index builds and check
+
+    @property
+    def beside_reads(self) -> bool:
+        """An index build (a SHARE lock): runs while the table is read. Any ALTER TABLE takes an
+        exclusive lock and waits for the table's check, so it runs after it."""
+        return self.type == "INDEX"
 
 
 @dataclass
@@ -80,6 +88,59 @@ def parse_post_data(script: str) -> PostData:
         else:
             post.rest.append(stmt)
     return post
+
+
+_UNIQUE = re.compile(rf"^ALTER\s+TABLE\s+(?:ONLY\s+)?(?P<t>{_QNAME})\s+ADD\s+CONSTRAINT\s+(?P<c>{_IDENT})\s+"
+                     r"(?:PRIMARY\s+KEY|UNIQUE)\b", re.S)
+
+
+_UNIQUE_SQL = (Path(__file__).parent / "sql" / "unique_constraints.sql").read_text()
+
+
+def unique_constraint_indexes(conn) -> dict[tuple[str, str, str], tuple[str, bool, bool, bool]]:
+    """unique_via_index's `indexes`, read on `conn` (the source, inside the snapshot)."""
+    old = conn.execute("SELECT current_setting('search_path')").fetchone()[0]
+    conn.execute("SELECT set_config('search_path', 'pg_catalog', true)")
+    try:
+        rows = conn.execute(_UNIQUE_SQL).fetchall()
+    finally:
+        conn.execute("SELECT set_config('search_path', %s, true)", (old,))
+    return {(schema, table, name): (indexdef, primary, deferrable, deferred)
+            for schema, table, name, indexdef, primary, deferrable, deferred in rows}
+
+
+def unique_via_index(post: PostData, indexes: dict[tuple[str, str, str], tuple[str, bool, bool, bool]]) -> int:
+    """Splits each PRIMARY KEY / UNIQUE constraint found in `indexes` into CREATE UNIQUE INDEX (an
+    index build like any other: a SHARE lock, so it runs beside the table's other builds and its
+    check) and ADD CONSTRAINT ... USING INDEX (attach=True: a moment's exclusive lock once the
+    builds are done). pg_dump's single ALTER TABLE builds the index under an exclusive lock that
+    stops every other build and read of the table meanwhile (pgcopydb splits them the same way).
+
+    `indexes`: (schema, table, constraint) -> (CREATE UNIQUE INDEX ..., primary key?, deferrable?,
+    initially deferred?), read from the source (sql/unique_constraints.sql). Returns how many it split.
+    """
+    n = 0
+    for key, statements in post.per_table.items():
+        out: list[Statement] = []
+        for st in statements:
+            m = _UNIQUE.match(st.sql) if st.type == "CONSTRAINT" else None
+            found = None
+            if m:
+                schema, table = split_qualified(m.group("t"))
+                found = indexes.get((schema, table, _unquote(m.group("c"))))
+            if found is None:
+                out.append(st)
+                continue
+            indexdef, primary, deferrable, deferred = found
+            kind = "PRIMARY KEY" if primary else "UNIQUE"
+            timing = " DEFERRABLE INITIALLY DEFERRED" if deferred else " DEFERRABLE" if deferrable else ""
+            out.append(Statement("INDEX", st.name, indexdef + ";", st.table))
+            out.append(Statement("CONSTRAINT", st.name, f"ALTER TABLE ONLY {m.group('t')} ADD CONSTRAINT "
+                                                        f"{m.group('c')} {kind} USING INDEX {m.group('c')}{timing};",
+                                 st.table, attach=True))
+            n += 1
+        post.per_table[key] = out
+    return n
 
 
 def tolerant_pre_data(script: str) -> str:

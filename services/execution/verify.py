@@ -11,7 +11,7 @@ from psycopg import sql
 from dbmigrate.v1 import common_pb2
 from services.common.catalog import Table
 from services.common.checksum import Checksum, table_checksum
-from services.common.copy import copy_out_sql
+from services.common.copy import copy_out_sql, stream_digest
 from services.common.pg import connect
 
 
@@ -60,42 +60,61 @@ def verify_table_on(table: Table, src: psycopg.Connection, dst: psycopg.Connecti
 
 
 def target_stream(dst: psycopg.Connection, table: Table, where: sql.Composable | None, binary: bool,
-                  order_by: str | None = None) -> tuple[int, str]:
-    """Rows and sha1 of the target's COPY of one unit, in the same form the source's copy streamed."""
+                  order_by: str | None = None, target: common_pb2.Connection | None = None) -> tuple[int | None, str]:
+    """Rows and sha1 of the target's COPY of one unit, in the same form the source's copy streamed.
+
+    With `target` given the COPY runs in psql and only its sha1 comes back (rows None): iterating
+    psycopg's COPY costs Python one call per row, about twice the CPU of the whole read through psql
+    (3 M rows: 1.7 s against 0.9 s). Small tables read in-process, where starting psql would cost more.
+    """
+    copy_out = copy_out_sql(table, binary=binary, where=where, order_by=[order_by] if order_by else None)
+    if target is not None:
+        # Read the table from its first page (no synchronized scan joining an index build mid-table),
+        # along the key's index for a key-ordered part, as the source did.
+        settings = ["SET synchronize_seqscans = off"] + (["SET enable_sort = off"] if order_by else [])
+        return None, stream_digest(target, copy_out.as_string(dst), settings=settings)[1]
     digest = hashlib.sha1()
     with dst.transaction():
         if order_by:
             dst.execute("SET LOCAL enable_sort = off")  # read along the key's index, as the source did
         with dst.cursor() as cur:
-            with cur.copy(copy_out_sql(table, binary=binary, where=where,
-                                       order_by=[order_by] if order_by else None)) as cp:
+            with cur.copy(copy_out) as cp:
                 for chunk in cp:
                     digest.update(chunk)
             rows = cur.rowcount
     return max(rows, 0), digest.hexdigest()
 
 
+# From this size on the target is read through psql (see target_stream).
+PSQL_READ_BYTES = 4 * 1024 * 1024
+
+
 def verify_by_stream(table: Table, units: list, copied: dict[str, tuple[int, str]],
-                     dst: psycopg.Connection) -> common_pb2.TableResult | None:
+                     dst: psycopg.Connection, target: common_pb2.Connection | None = None) -> common_pb2.TableResult | None:
     """Proves a table from the copy streams: the sha1 of each unit's COPY stream as it left the source
     (inside the snapshot, pinned settings) equals the sha1 of the same COPY run on the target, with
     the same row count. A fresh table filled by one COPY keeps its rows in load order, and parts by
     key range are streamed in key order on both sides (along the key's index), so equal
     data gives equal streams; when the streams differ (another order), None: the caller falls back
-    to the order-independent checksums, so a difference is never assumed away.
+    to the order-independent checksums, so a difference is never assumed away. Equal streams carry
+    equal rows, so when the target is read through psql (`target`, large tables) its row count is
+    the one its COPY FROM reported.
     """
     t0 = time.monotonic()
     if len(units) > 1 and not all(u.order_by for u in units):
         return None  # parts by ctid range interleave their pages on the target: no common order
     if any(c.generated for c in table.columns):
         return None  # generated values are not in the stream: the checksums cover them
+    via_psql = target if table.bytes >= PSQL_READ_BYTES else None
     src_rows = dst_rows = 0
     whole_src, whole_dst = hashlib.sha1(), hashlib.sha1()
     for unit in units:
         if unit.id not in copied:
             return None
         rows, digest = copied[unit.id]
-        t_rows, t_digest = target_stream(dst, table, unit.where, table.binary_ok, unit.order_by)
+        t_rows, t_digest = target_stream(dst, table, unit.where, table.binary_ok, unit.order_by, via_psql)
+        if t_rows is None and t_digest == digest:
+            t_rows = rows
         if (t_rows, t_digest) != (rows, digest):
             return None
         src_rows, dst_rows = src_rows + rows, dst_rows + t_rows
