@@ -64,7 +64,7 @@ def copy_in_sql(schema: str, name: str, columns: list[str], *, binary: bool, fre
 
 class _PsqlCopyOut:
     """`psql` running one COPY ... TO STDOUT (inside `snapshot` when given), read from its stdout in
-    chunks of up to CHUNK bytes. psql takes libpq's one message per row in C; Python sees chunks."""
+    chunks of CHUNK bytes. psql takes libpq's one message per row in C; Python sees chunks."""
 
     def __init__(self, conn: common_pb2.Connection, copy_out: str, *, snapshot: str | None = None,
                  settings: list[str] | tuple[str, ...] = (), application_name: str = "dbmigrate-copy"):
@@ -76,8 +76,11 @@ class _PsqlCopyOut:
             args += ["-c", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
                      "-c", f"SET TRANSACTION SNAPSHOT '{snapshot}'"]
         args += ["-c", copy_out]
+        # Buffered: read(CHUNK) returns a full chunk, gathered by C from psql's 4-32 KB writes; an
+        # unbuffered read returned each of those to Python (11,000-19,000 reads for 343 MB instead of
+        # 393, and as many writes into the target's COPY): 0.2 s of CPU per 343 MB on each side.
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=tool_env(conn),
-                                     bufsize=0)
+                                     bufsize=CHUNK)
 
     def chunks(self, cancel: threading.Event | None = None):
         while True:

@@ -77,7 +77,7 @@ def copy_unit(unit: Unit, conns: WorkerConnections, source: common_pb2.Connectio
                 if delete:
                     dst.execute(sql.SQL("DELETE FROM ONLY {}").format(sql.Identifier(t.schema, t.name)))
                 elif unit.whole:
-                    dst.execute(sql.SQL("TRUNCATE ONLY {}").format(sql.Identifier(t.schema, t.name)))
+                    empty(dst, t.schema, t.name, fresh)
                 if small:
                     stats = copy_direct(conns.source(), dst, copy_out, copy_in, on_bytes=on_bytes, cancel=cancel)
                 else:
@@ -98,6 +98,24 @@ def copy_unit(unit: Unit, conns: WorkerConnections, source: common_pb2.Connectio
             time.sleep(min(2 ** attempt, 16))
 
 
+_REFERENCING = ("SELECT conrelid::regclass::text, quote_ident(conname) FROM pg_constraint "
+                "WHERE contype = 'f' AND confrelid = %s::regclass AND conrelid <> confrelid")
+
+
+def empty(dst: psycopg.Connection, schema: str, name: str, fresh: bool) -> None:
+    """TRUNCATE ONLY the table, inside dst's transaction. On a resumed attempt the table may be
+    referenced by foreign keys an earlier attempt made (it can lose the event of a copy it did before
+    making them); TRUNCATE refuses such a table, so those keys are dropped first: post-data makes
+    them again, validated against the new rows."""
+    table = sql.Identifier(schema, name)
+    if not fresh:
+        for referencing, key in dst.execute(_REFERENCING, (table.as_string(dst),)).fetchall():
+            dst.execute(sql.SQL("ALTER TABLE ONLY {} DROP CONSTRAINT {}").format(sql.SQL(referencing), sql.SQL(key)))
+    dst.execute(sql.SQL("TRUNCATE ONLY {}").format(table))
+
+
 def truncate(target: common_pb2.Connection, schema: str, name: str) -> None:
+    """Empties a split table before its parts are copied again (a resumed attempt)."""
     with connect(target, "target", autocommit=True) as dst:
-        dst.execute(sql.SQL("TRUNCATE ONLY {}").format(sql.Identifier(schema, name)))
+        with dst.transaction():
+            empty(dst, schema, name, fresh=False)

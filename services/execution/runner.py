@@ -31,8 +31,8 @@ from services.execution.baseline import rollback
 from services.execution.largeobjects import copy_large_objects
 from services.execution.matviews import refresh_matviews
 from services.execution.postdata import run_statements
-from services.execution.schema import (Statement, parse_post_data, split_qualified, tolerant_pre_data,
-                                       unique_constraint_indexes, unique_via_index)
+from services.execution.schema import (Statement, foreign_key_tables, parse_post_data, split_qualified,
+                                       tolerant_pre_data, unique_constraint_indexes, unique_via_index)
 from services.execution.sequences import copy_sequences
 from services.execution.conns import WorkerConnections, lock_timeout_sql
 from services.execution.units import Unit, parts_for, split
@@ -59,6 +59,7 @@ class ExecutionRun:
         self.rows = self.bytes = 0
         self.errors: list[BaseException] = []
         self.analyzed: set[str] = set()
+        self.early_done: set[int] = set()  # post-data statements (ids) run during the data phase
         self.t0 = time.monotonic()
         self.resuming = req.attempt > 1 or bool(self.steps_done or self.units_done)
 
@@ -113,8 +114,11 @@ class ExecutionRun:
                 copied = {(t.schema, t.name) for t in tables}
                 early_elsewhere = [st for key, sts in post.per_table.items() if split_qualified(key) not in copied
                                    for st in sts]
-                n = run_statements(self.target, post.preamble, early_elsewhere + post.rest, resuming=self.resuming)
-                self._step("post-data", f"{n} constraints, foreign keys, triggers, policies and more", t0)
+                rest = [st for st in post.rest if id(st) not in self.early_done]
+                n = run_statements(self.target, post.preamble, early_elsewhere + rest, resuming=self.resuming)
+                self._step("post-data", f"{n} constraints, foreign keys, triggers, policies and more"
+                                        + (f" ({len(self.early_done)} foreign keys earlier, with the copies)"
+                                           if self.early_done else ""), t0)
             with connect(self.target, "target", autocommit=True, application_name="dbmigrate-finish") as dst:
                 if "sequences" not in self.steps_done:
                     t0 = time.monotonic()
@@ -194,7 +198,7 @@ class ExecutionRun:
             todo = [u for u in units if u.id not in self.units_done]
             if todo and len(units) > 1:
                 # A part may have committed without being recorded: empty the table, copy every part again.
-                data.truncate(self.target, t.schema, t.name)
+                data.truncate(self.target, t.schema, t.name)  # foreign keys to it dropped first (post-data remakes them)
                 todo = units
             todo_of[t.qualified] = todo
             units_of[t.qualified] = units
@@ -203,31 +207,95 @@ class ExecutionRun:
         conns = WorkerConnections(self.source, self.target, snapshot, post.preamble)
 
         # After a table's last unit: each index build and the check are finishing items of their own
-        # (index builds take a SHARE lock, the check only reads, so they run side by side); when all
-        # are done the table is sealed: keys attached to their indexes and the constraints that need
-        # an exclusive lock (so none waits behind a long check), ANALYZE, the step recorded.
-        left: dict[str, int] = {}         # finishing items of a table still to run
-        checked: set[str] = set()
-        finish_started: dict[str, float] = {}
+        # (index builds take a SHARE lock, the check only reads, so they run side by side); ANALYZE
+        # once the builds are done (still beside the check); then the table is sealed: keys attached
+        # to their indexes and the constraints that need an exclusive lock (so none waits behind a
+        # long check), the step recorded.
+        class Finishing:
+            def __init__(self, builds: int, check_queued: bool, analyzed: bool, fks: int):
+                self.builds, self.check_queued, self.analyze_queued = builds, check_queued, analyzed
+                self.checked, self.analyzed, self.sealing = False, analyzed, False
+                self.fks = fks  # early foreign keys on or to the table still to run
+                self.started = time.monotonic()
 
-        def ordered_parts(t: Table) -> bool:
-            # Key-ordered parts are proven by reading the target along the key's index: after it exists.
-            units = units_of[t.qualified]
-            return len(units) > 1 and all(u.order_by for u in units)
+        fin: dict[str, Finishing] = {}
 
-        def item_done(t: Table) -> None:
+        # Foreign keys between two tables of this attempt are validated as soon as both tables'
+        # indexes and statistics are in (beside the last table's check, instead of after it): one at
+        # a time (two keys on one table would wait for each other's lock), and before either table
+        # is sealed (its exclusive lock would wait for the validation). The rest come with post-data.
+        by_key = {(t.schema, t.name): t for t in tables if t.qualified in pending}
+        early_fks: list[tuple[Statement, Table, Table]] = []
+        for st in post.rest:
+            pair = foreign_key_tables(st)
+            if pair and pair[0] in by_key and pair[1] in by_key:
+                early_fks.append((st, by_key[pair[0]], by_key[pair[1]]))
+        fks_of: dict[str, list[tuple[Statement, Table, Table]]] = {}
+        for fk in early_fks:
+            for t in {fk[1].qualified, fk[2].qualified}:
+                fks_of.setdefault(t, []).append(fk)
+        fk_queued: set[int] = set()
+        fk_waiting: list[tuple[Statement, Table, Table]] = []
+        fk_running = [False]
+
+        def fk_ready(t: Table) -> bool:
+            f = fin.get(t.qualified)
+            return f is not None and f.builds == 0 and f.analyzed
+
+        def run_fk(fk: tuple[Statement, Table, Table]) -> None:
+            st, t, r = fk
+            run_statements(self.target, post.preamble, [st], resuming=self.resuming, conn=conns.target())
             with self.lock:
-                left[t.qualified] -= 1
-                if left[t.qualified]:
-                    return
-                check_now = t.qualified not in checked
-                left[t.qualified] = 1
-            finishing.put((0, next(order), check if check_now else seal, t))
+                self.early_done.add(id(st))
+                for name in {t.qualified, r.qualified}:
+                    fin[name].fks -= 1
+                nxt = fk_waiting.pop(0) if fk_waiting else None
+                fk_running[0] = nxt is not None
+            if nxt is not None:
+                finishing.put((0, next(order), run_fk, nxt))
+            advance(t)
+            advance(r)
+
+        def advance(t: Table) -> None:
+            """Queues what the table's finished items allow next."""
+            items = []
+            with self.lock:
+                f = fin[t.qualified]
+                if f.builds == 0:
+                    if not f.check_queued:  # key-ordered parts: read along the key's index, now built
+                        f.check_queued = True
+                        items.append((check, t))
+                    if not f.analyze_queued:
+                        f.analyze_queued = True
+                        items.append((analyze, t))
+                    for fk in fks_of.get(t.qualified, []):
+                        if id(fk[0]) not in fk_queued and fk_ready(fk[1]) and fk_ready(fk[2]):
+                            fk_queued.add(id(fk[0]))
+                            if fk_running[0]:
+                                fk_waiting.append(fk)
+                            else:
+                                fk_running[0] = True
+                                items.append((run_fk, fk))
+                    if f.checked and f.analyzed and f.fks == 0 and not f.sealing:
+                        f.sealing = True
+                        items.append((seal, t))
+            for fn, arg in items:
+                finishing.put((0, next(order), fn, arg))
 
         def build(item: tuple[Table, Statement]) -> None:
             t, st = item
             run_statements(self.target, post.preamble, [st], resuming=self.resuming, conn=conns.target())
-            item_done(t)
+            with self.lock:
+                fin[t.qualified].builds -= 1
+            advance(t)
+
+        def analyze(t: Table) -> None:
+            """The table's statistics, expression indexes included, while its check may still read."""
+            conns.target().execute(sql.SQL("ANALYZE {}").format(sql.Identifier(t.schema, t.name)))
+            with self.lock:
+                self.analyzed.add(t.qualified)
+                fin[t.qualified].analyzed = True
+            advance(t)
 
         def check(t: Table) -> None:
             """Rows and checksums of both sides; runs beside the index builds (it only reads)."""
@@ -249,37 +317,32 @@ class ExecutionRun:
                     self.emit(agents_pb2.ExecutionEvent(table_failed=agents_pb2.TableFailed(
                         table=t.qualified, error=result.error, retryable=False, result=result)))
             with self.lock:
-                checked.add(t.qualified)
-            item_done(t)
+                fin[t.qualified].checked = True
+            advance(t)
 
         def seal(t: Table) -> None:
-            """Keys attached to their indexes, then the table's statistics (while other tables still copy)."""
+            """Keys attached to their indexes and the constraints that lock the table; the step recorded."""
             step = f"indexes:{t.qualified}"
             if step not in self.steps_done:
                 statements = per_table.get((t.schema, t.name), [])
                 run_statements(self.target, post.preamble, [st for st in statements if not st.beside_reads],
                                resuming=self.resuming, conn=conns.target())
-                conns.target().execute(sql.SQL("ANALYZE {}").format(sql.Identifier(t.schema, t.name)))
-                with self.lock:
-                    self.analyzed.add(t.qualified)
                 self._step(step, f"{sum(not st.attach for st in statements)} indexes and keys",
-                           finish_started[t.qualified])
+                           fin[t.qualified].started)
 
         def finish(t: Table) -> None:
-            builds = [] if f"indexes:{t.qualified}" in self.steps_done else \
-                [st for st in per_table.get((t.schema, t.name), []) if st.beside_reads]
-            check_first = not ordered_parts(t)
+            done = f"indexes:{t.qualified}" in self.steps_done
+            builds = [] if done else [st for st in per_table.get((t.schema, t.name), []) if st.beside_reads]
+            units = units_of[t.qualified]
+            check_first = not (len(units) > 1 and all(u.order_by for u in units))
             with self.lock:
-                finish_started[t.qualified] = time.monotonic()
-                left[t.qualified] = len(builds) + check_first
+                fin[t.qualified] = Finishing(len(builds), check_first, analyzed=done,
+                                             fks=len(fks_of.get(t.qualified, [])))
             if check_first:  # the longest item: first, so the builds share the other workers around it
                 finishing.put((0, next(order), check, t))
             for st in builds:
                 finishing.put((0, next(order), build, (t, st)))
-            if not builds and not check_first:
-                with self.lock:
-                    left[t.qualified] = 1
-                item_done(t)
+            advance(t)
 
         def copy(unit: Unit) -> None:
             t = unit.table

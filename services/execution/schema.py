@@ -94,6 +94,17 @@ _UNIQUE = re.compile(rf"^ALTER\s+TABLE\s+(?:ONLY\s+)?(?P<t>{_QNAME})\s+ADD\s+CON
                      r"(?:PRIMARY\s+KEY|UNIQUE)\b", re.S)
 
 
+_FOREIGN_KEY = re.compile(rf"^ALTER\s+TABLE\s+ONLY\s+(?P<t>{_QNAME})\s+ADD\s+CONSTRAINT\s+{_IDENT}\s+FOREIGN\s+KEY\s*"
+                          rf"\(\s*{_IDENT}(?:\s*,\s*{_IDENT})*\s*\)\s*REFERENCES\s+(?P<r>{_QNAME})", re.S)
+
+
+def foreign_key_tables(st: Statement) -> tuple[tuple[str, str], tuple[str, str]] | None:
+    """(referencing, referenced) tables of a foreign key between plain tables (ALTER TABLE ONLY);
+    None for anything else (a partitioned table's key, which pg_dump writes without ONLY)."""
+    m = _FOREIGN_KEY.match(st.sql) if st.type == "FK CONSTRAINT" else None
+    return (split_qualified(m.group("t")), split_qualified(m.group("r"))) if m else None
+
+
 _UNIQUE_SQL = (Path(__file__).parent / "sql" / "unique_constraints.sql").read_text()
 
 
