@@ -13,6 +13,7 @@ first, commit after), so a copy is all or nothing.
 from __future__ import annotations
 
 import hashlib
+import shutil
 import subprocess
 import threading
 import time
@@ -62,6 +63,12 @@ def copy_in_sql(schema: str, name: str, columns: list[str], *, binary: bool, fre
         sql.Identifier(schema, name), sql.SQL(", ").join(sql.Identifier(c) for c in columns), sql.SQL(", ".join(opts)))
 
 
+# psql writes COPY output row by row through stdio, whose buffer on a pipe is 4 KB: a write(2)
+# every 4 KB. stdbuf (coreutils) gives psql's stdout a 1 MiB buffer instead: for a 343 MB stream
+# psql's CPU goes from 0.47-0.51 s to 0.25-0.28 s, and ours from 0.36-0.40 s to 0.25 s.
+_STDBUF = ["stdbuf", "-o", "1M"] if shutil.which("stdbuf") else []
+
+
 class _PsqlCopyOut:
     """`psql` running one COPY ... TO STDOUT (inside `snapshot` when given), read from its stdout in
     chunks of CHUNK bytes. psql takes libpq's one message per row in C; Python sees chunks."""
@@ -69,7 +76,7 @@ class _PsqlCopyOut:
     def __init__(self, conn: common_pb2.Connection, copy_out: str, *, snapshot: str | None = None,
                  settings: list[str] | tuple[str, ...] = (), application_name: str = "dbmigrate-copy"):
         self.conn = conn
-        args = [_binary("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", tool_dsn(conn, application_name)]
+        args = _STDBUF + [_binary("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", tool_dsn(conn, application_name)]
         for statement in settings:
             args += ["-c", statement]
         if snapshot:
