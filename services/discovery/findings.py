@@ -437,7 +437,9 @@ def _traffic(out: _Findings, source_inv: dict) -> None:
 
 def _connections(out: _Findings, source_inv: dict, target_inv: dict, options) -> None:
     jobs = _jobs(options)
-    need = jobs * 2 + 3
+    # Execution: `jobs` copy and `jobs` finishing workers, each with its connection, and a psql
+    # beside each for a large table's copy (source) or check (target); the snapshot, pg_dump, post-data.
+    need = jobs * 4 + 3
     for side, inv in (("source", source_inv), ("target", target_inv)):
         srv = inv.get("server", {})
         if not srv.get("max_connections"):
@@ -450,7 +452,7 @@ def _connections(out: _Findings, source_inv: dict, target_inv: dict, options) ->
                     f"the {side} server allows {srv['max_connections']} connections"
                     + (f" ({reserved} reserved for superusers)" if reserved else "")
                     + f", {used} are in use, {free} are free; {jobs} parallel jobs need {need}",
-                    f"lower the number of jobs to {max(1, (free - 3) // 2)} or less, close idle connections, "
+                    f"lower the number of jobs to {max(1, (free - 3) // 4)} or less, close idle connections, "
                     f"or raise max_connections on the {side} (needs a restart)")
 
 

@@ -385,43 +385,41 @@ class ExecutionRun:
             for u in todo_of[t.qualified]:
                 copying.put((1, next(order), copy, u))
 
-        def worker(work: queue.PriorityQueue) -> None:
-            while True:
-                _, _, fn, arg = work.get()
-                try:
-                    if fn is None:
-                        return
-                    if not self.cancel.is_set():
-                        fn(arg)
-                except BaseException as err:  # first error stops the others; re-raised below
-                    conns.reset()
-                    with self.lock:
-                        self.errors.append(err)
-                    self.cancel.set()
-                finally:
-                    work.task_done()
+        def worker(*queues: queue.PriorityQueue) -> None:
+            """Runs the items of each queue in turn, until that queue's stop item."""
+            for work in queues:
+                while True:
+                    _, _, fn, arg = work.get()
+                    try:
+                        if fn is None:
+                            break
+                        if not self.cancel.is_set():
+                            fn(arg)
+                    except BaseException as err:  # first error stops the others; re-raised below
+                        conns.reset()
+                        with self.lock:
+                            self.errors.append(err)
+                        self.cancel.set()
+                    finally:
+                        work.task_done()
 
         # `jobs` workers copy; as many more build each copied table's indexes and check its rows, so the
         # copies go on while a table that is in gets its indexes (pgcopydb's --table-jobs/--index-jobs).
-        # Once every copy is done the copy workers turn to finishing too: the last table's builds and
-        # check then run side by side instead of one after another.
-        def start(q: queue.PriorityQueue, name: str) -> list[threading.Thread]:
-            ths = [threading.Thread(target=worker, args=(q,), name=f"{name}-{i}", daemon=True) for i in range(self.jobs)]
-            for th in ths:
-                th.start()
-            return ths
-
-        copiers, finishers = start(copying, "copy"), start(finishing, "finish")
+        # Once every copy is done the copy workers turn to finishing too (on the same connections):
+        # the last table's builds and check then run side by side instead of one after another.
+        threads = [threading.Thread(target=worker, args=(copying, finishing), name=f"copy-{i}", daemon=True)
+                   for i in range(self.jobs)]
+        threads += [threading.Thread(target=worker, args=(finishing,), name=f"finish-{i}", daemon=True)
+                    for i in range(self.jobs)]
+        for th in threads:
+            th.start()
         copying.join()  # every copy done, so every finishing item is queued
-        for _ in copiers:
+        for _ in range(self.jobs):
             copying.put((9, next(order), None, None))
-        for th in copiers:
-            th.join()
-        finishers += start(finishing, "finish-late")
         finishing.join()
-        for _ in finishers:
+        for _ in threads:
             finishing.put((9, next(order), None, None))
-        for th in finishers:
+        for th in threads:
             th.join()
         conns.close_all()
         if self.errors:

@@ -437,7 +437,7 @@ def test_findings_not_enough_connections():
     t = inv(server=server(max_connections=20, started_at="x"), activity=dict(inv()["activity"], connections=12))
     found = find(inv(), t, common_pb2.MigrationOptions(jobs=4), DUMP, {})
     f = by_code(found, "NOT_ENOUGH_CONNECTIONS")
-    assert [(x.object, x.severity) for x in f] == [("target server", common_pb2.HIGH)] and "11" in f[0].message
+    assert [(x.object, x.severity) for x in f] == [("target server", common_pb2.HIGH)] and "need 19" in f[0].message
     assert not by_code(find(inv(), t, common_pb2.MigrationOptions(jobs=1), DUMP, {}), "NOT_ENOUGH_CONNECTIONS")
 
 
