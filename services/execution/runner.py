@@ -224,7 +224,10 @@ class ExecutionRun:
         # indexes and statistics are in (beside the last table's check, instead of after it): one at
         # a time (two keys on one table would wait for each other's lock), and before either table
         # is sealed (its exclusive lock would wait for the validation). The rest come with post-data.
-        by_key = {(t.schema, t.name): t for t in tables if t.qualified in pending}
+        # Only to a table whose keys are all built by its index items: a key left whole (a partition's,
+        # one in another tablespace) is made when the table is sealed, and a foreign key needs it first.
+        by_key = {(t.schema, t.name): t for t in tables if t.qualified in pending
+                  and all(st.beside_reads or st.attach for st in per_table.get((t.schema, t.name), []))}
         early_fks: list[tuple[Statement, Table, Table]] = []
         for st in post.rest:
             pair = foreign_key_tables(st)
@@ -232,8 +235,8 @@ class ExecutionRun:
                 early_fks.append((st, by_key[pair[0]], by_key[pair[1]]))
         fks_of: dict[str, list[tuple[Statement, Table, Table]]] = {}
         for fk in early_fks:
-            for t in {fk[1].qualified, fk[2].qualified}:
-                fks_of.setdefault(t, []).append(fk)
+            for name in {fk[1].qualified, fk[2].qualified}:
+                fks_of.setdefault(name, []).append(fk)
         fk_queued: set[int] = set()
         fk_waiting: list[tuple[Statement, Table, Table]] = []
         fk_running = [False]
