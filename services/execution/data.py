@@ -49,7 +49,8 @@ def copy_direct(src: psycopg.Connection, dst: psycopg.Connection, copy_out: sql.
 
 
 def copy_unit(unit: Unit, conns: WorkerConnections, source: common_pb2.Connection, snapshot: str,
-              *, on_bytes: Callable[[int], None] | None = None, cancel: threading.Event | None = None, fresh: bool = False) -> CopyStats:
+              *, on_bytes: Callable[[int], None] | None = None, cancel: threading.Event | None = None,
+              fresh: bool = False) -> CopyStats:
     """A whole table: emptied and filled in one transaction. A part: COPY in one transaction
     (the runner empties a split table before its parts when it is not known to be complete).
 

@@ -198,7 +198,7 @@ class ExecutionRun:
             todo = [u for u in units if u.id not in self.units_done]
             if todo and len(units) > 1:
                 # A part may have committed without being recorded: empty the table, copy every part again.
-                data.truncate(self.target, t.schema, t.name)  # foreign keys to it dropped first (post-data remakes them)
+                data.truncate(self.target, t.schema, t.name)  # keys pointing at it dropped; post-data remakes them
                 todo = units
             todo_of[t.qualified] = todo
             units_of[t.qualified] = units
@@ -307,7 +307,8 @@ class ExecutionRun:
                     self.results[t.qualified] = common_pb2.TableResult(table=t.qualified, verified=True,
                                                                        source_rows=-1, target_rows=-1)
             else:
-                result = verify_by_stream(t, units_of[t.qualified], copied, conns.target(), self.target)
+                result = verify_by_stream(t, units_of[t.qualified], copied, conns.target(), self.target,
+                                          (lock_timeout_sql(),))
                 if result is None:  # split, copied in an earlier attempt, generated columns, or another row order
                     result = verify_table_on(t, conns.source(), conns.target())
                 with self.lock:
