@@ -212,7 +212,7 @@ def runs(tmp: str) -> list[tuple[str, str | list[str], bool]]:
 
 def main() -> None:
     OUT.mkdir(exist_ok=True)
-    rounds = int(os.environ.get("BENCH_ROUNDS", "3"))
+    rounds = int(os.environ.get("BENCH_ROUNDS", "5"))
     results: dict = {"scale": SCALE, "rounds": rounds}
     with tempfile.TemporaryDirectory(prefix="dbm-bench-") as tmp:
         # Memory at two table sizes: a quarter-size source first, then the full one.
