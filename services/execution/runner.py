@@ -308,7 +308,7 @@ class ExecutionRun:
                                                                        source_rows=-1, target_rows=-1)
             else:
                 result = verify_by_stream(t, units_of[t.qualified], copied, conns.target(), self.target,
-                                          (lock_timeout_sql(),))
+                                          (lock_timeout_sql(),), self.cancel)
                 if result is None:  # split, copied in an earlier attempt, generated columns, or another row order
                     result = verify_table_on(t, conns.source(), conns.target())
                 with self.lock:

@@ -61,7 +61,7 @@ def verify_table_on(table: Table, src: psycopg.Connection, dst: psycopg.Connecti
 
 def target_stream(dst: psycopg.Connection, table: Table, where: sql.Composable | None, binary: bool,
                   order_by: str | None = None, target: common_pb2.Connection | None = None,
-                  settings: tuple[str, ...] = ()) -> tuple[int | None, str]:
+                  settings: tuple[str, ...] = (), cancel: threading.Event | None = None) -> tuple[int | None, str]:
     """Rows and sha1 of the target's COPY of one unit, in the same form the source's copy streamed.
 
     With `target` given the COPY runs in psql (after `settings`, SET statements such as the worker's
@@ -74,7 +74,7 @@ def target_stream(dst: psycopg.Connection, table: Table, where: sql.Composable |
         # Read the table from its first page (no synchronized scan joining an index build mid-table),
         # along the key's index for a key-ordered part, as the source did.
         settings = (*settings, "SET synchronize_seqscans = off", *(["SET enable_sort = off"] if order_by else []))
-        return None, stream_digest(target, copy_out.as_string(dst), settings=settings)[1]
+        return None, stream_digest(target, copy_out.as_string(dst), settings=settings, cancel=cancel)[1]
     digest = hashlib.sha1()
     with dst.transaction():
         if order_by:
@@ -92,8 +92,8 @@ PSQL_READ_BYTES = 4 * 1024 * 1024
 
 
 def verify_by_stream(table: Table, units: list, copied: dict[str, tuple[int, str]], dst: psycopg.Connection,
-                     target: common_pb2.Connection | None = None,
-                     settings: tuple[str, ...] = ()) -> common_pb2.TableResult | None:
+                     target: common_pb2.Connection | None = None, settings: tuple[str, ...] = (),
+                     cancel: threading.Event | None = None) -> common_pb2.TableResult | None:
     """Proves a table from the copy streams: the sha1 of each unit's COPY stream as it left the source
     (inside the snapshot, pinned settings) equals the sha1 of the same COPY run on the target, with
     the same row count. A fresh table filled by one COPY keeps its rows in load order, and parts by
@@ -115,7 +115,8 @@ def verify_by_stream(table: Table, units: list, copied: dict[str, tuple[int, str
         if unit.id not in copied:
             return None
         rows, digest = copied[unit.id]
-        t_rows, t_digest = target_stream(dst, table, unit.where, table.binary_ok, unit.order_by, via_psql, settings)
+        t_rows, t_digest = target_stream(dst, table, unit.where, table.binary_ok, unit.order_by, via_psql, settings,
+                                         cancel)
         if t_rows is None and t_digest == digest:
             t_rows = rows
         if (t_rows, t_digest) != (rows, digest):
