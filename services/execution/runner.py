@@ -1,11 +1,12 @@
 """One Execute call: snapshot, pre-data, parallel copies with per-table indexes and checks, post-data, the rest.
 
-Order (pgcopydb's): pre-data schema -> data, largest tables first, `jobs` at a time, each table's
-indexes and primary key built as soon as its data is in (before the remaining copies, by priority)
-and its rows verified -> constraints, foreign keys, triggers, policies -> sequences -> materialized
-views -> large objects -> ANALYZE. Triggers and foreign keys are created after the load, so they
-never fire during it. Everything already recorded as done in the request is skipped; everything
-else is idempotent, so a second call after a crash continues where the first stopped.
+Order (pgcopydb's): pre-data schema -> data, largest tables first, `jobs` at a time; as each table
+is in, `jobs` finishing workers build its indexes (keys as unique indexes, attached after), check
+its rows and ANALYZE it while the other tables still copy, and validate each foreign key between two
+copied tables once both are indexed -> the rest of post-data (triggers, policies, ...) -> sequences
+-> materialized views -> large objects -> ANALYZE of what is left. Triggers are created after the
+load, so they never fire during it. Everything already recorded as done in the request is skipped;
+everything else is idempotent, so a second call after a crash continues where the first stopped.
 """
 from __future__ import annotations
 
