@@ -43,9 +43,12 @@ def parse_url(url: str, what: str = "connection URL") -> common_pb2.Connection:
     try:
         parts = _conninfo.conninfo_to_dict(url)
     except psycopg.ProgrammingError as err:
-        reason = redact(str(err))
+        reason = redact(str(err)).strip()
         if len(secret) >= 1:
             reason = reason.replace(secret, "***")
+        # libpq quotes the part of the URL it could not read, which may be a password typed in the wrong
+        # place ("postgresql://host/db?s3cret"): the message names the problem, not that text.
+        reason = re.sub(r'"[^"\n]*"', lambda m: m.group(0) if len(m.group(0)) <= 3 else '"…"', reason)
         raise InvalidInput(f"{what} is malformed: {reason}") from None
     conn = common_pb2.Connection(
         host=str(parts.get("host") or "localhost"),

@@ -34,3 +34,13 @@ def test_urls_keep_params_and_display_without_password():
     assert display_url(conn) == "postgresql://app@db.example:6543/sales?sslmode=verify-full&connect_timeout=5"
     with pytest.raises(InvalidInput, match="sslmode"):
         parse_url("postgresql://a@b/c?sslmode=bogus")
+
+
+@pytest.mark.parametrize("url", ["postgresql://?pw-Secret-9", "postgresql://app@db/sales?pw-Secret-9",
+                                 "postgresql://app:pw-Secret-9@[::1/sales", "postgresql://app@db/sales?pw Secret-9"])
+def test_a_malformed_url_names_the_problem_without_repeating_what_may_be_a_password(url):
+    with pytest.raises(InvalidInput) as err:
+        parse_url(url)
+    message = str(err.value)
+    assert "Secret-9" not in message and "malformed" in message
+    assert "query parameter" in message or "IPv6" in message  # what to fix is still said
