@@ -12,7 +12,6 @@ first, commit after), so a copy is all or nothing.
 """
 from __future__ import annotations
 
-import hashlib
 import shutil
 import subprocess
 import threading
@@ -25,6 +24,7 @@ from psycopg import sql
 
 from dbmigrate.v1 import common_pb2
 from services.common.catalog import Table
+from services.common.checksum import stream_hash
 from services.common.errors import Cancelled
 from services.common.pgdump import _binary, _fail, tool_dsn, tool_env
 
@@ -36,7 +36,7 @@ class CopyStats:
     rows: int
     bytes: int
     seconds: float
-    digest: str = ""   # sha1 of the COPY stream as it left the source (see execution/verify.py)
+    digest: str = ""   # digest of the COPY stream as it left the source (see execution/verify.py)
 
 
 def copy_out_sql(table: Table, *, binary: bool, where: sql.Composable | None = None,
@@ -121,7 +121,7 @@ def copy_into(dst: psycopg.Connection, source: common_pb2.Connection, snapshot: 
     t0 = time.monotonic()
     reader = _PsqlCopyOut(source, copy_out.as_string(dst), snapshot=snapshot, settings=settings)
     total = 0
-    digest = hashlib.sha1()
+    digest = stream_hash()
     try:
         with dst.cursor() as cur:
             with cur.copy(copy_in) as cp:
@@ -141,11 +141,11 @@ def copy_into(dst: psycopg.Connection, source: common_pb2.Connection, snapshot: 
 
 def stream_digest(conn: common_pb2.Connection, copy_out: str, *, settings: list[str] | tuple[str, ...] = (),
                   cancel: threading.Event | None = None) -> tuple[int, str]:
-    """Bytes and sha1 of one COPY ... TO STDOUT run by psql on `conn`: the same digest copy_into takes of
+    """Bytes and digest of one COPY ... TO STDOUT run by psql on `conn`: the same digest copy_into takes of
     the source stream, at a fraction of the CPU of iterating psycopg's one-block-per-row COPY."""
     reader = _PsqlCopyOut(conn, copy_out, settings=settings, application_name="dbmigrate-verify")
     total = 0
-    digest = hashlib.sha1()
+    digest = stream_hash()
     try:
         for chunk in reader.chunks(cancel):
             digest.update(chunk)

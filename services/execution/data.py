@@ -1,7 +1,6 @@
 """Copies one unit into the target in one transaction, so a retry or a resume never duplicates rows."""
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from typing import Callable
@@ -10,6 +9,7 @@ import psycopg
 from psycopg import sql
 
 from dbmigrate.v1 import common_pb2
+from services.common.checksum import stream_hash
 from services.common.copy import CopyStats, copy_in_sql, copy_into, copy_out_sql
 from services.common.errors import Cancelled, DBMigrateError, Unavailable
 from services.common.pg import connect, is_transient
@@ -33,7 +33,7 @@ def copy_direct(src: psycopg.Connection, dst: psycopg.Connection, copy_out: sql.
     """COPY TO on the source connection streamed into COPY FROM on the target, inside dst's transaction."""
     t0 = time.monotonic()
     total = 0
-    digest = hashlib.sha1()
+    digest = stream_hash()
     with src.cursor() as scur, dst.cursor() as dcur:
         with scur.copy(copy_out) as out, dcur.copy(copy_in) as inp:
             for chunk in out:

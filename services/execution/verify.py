@@ -1,7 +1,6 @@
 """Per-table verification: row count and checksum on both sides, the source inside the snapshot."""
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 
@@ -10,7 +9,7 @@ from psycopg import sql
 
 from dbmigrate.v1 import common_pb2
 from services.common.catalog import Table
-from services.common.checksum import Checksum, table_checksum
+from services.common.checksum import STREAM_HASH, Checksum, stream_hash, table_checksum
 from services.common.copy import copy_out_sql, stream_digest
 from services.common.pg import connect
 
@@ -62,10 +61,10 @@ def verify_table_on(table: Table, src: psycopg.Connection, dst: psycopg.Connecti
 def target_stream(dst: psycopg.Connection, table: Table, where: sql.Composable | None, binary: bool,
                   order_by: str | None = None, target: common_pb2.Connection | None = None,
                   settings: tuple[str, ...] = (), cancel: threading.Event | None = None) -> tuple[int | None, str]:
-    """Rows and sha1 of the target's COPY of one unit, in the same form the source's copy streamed.
+    """Rows and digest of the target's COPY of one unit, in the same form the source's copy streamed.
 
     With `target` given the COPY runs in psql (after `settings`, SET statements such as the worker's
-    lock_timeout) and only its sha1 comes back (rows None): iterating
+    lock_timeout) and only its digest comes back (rows None): iterating
     psycopg's COPY costs Python one call per row, about twice the CPU of the whole read through psql
     (3 M rows: 1.7 s against 0.9 s). Small tables read in-process, where starting psql would cost more.
     """
@@ -75,7 +74,7 @@ def target_stream(dst: psycopg.Connection, table: Table, where: sql.Composable |
         # along the key's index for a key-ordered part, as the source did.
         settings = (*settings, "SET synchronize_seqscans = off", *(["SET enable_sort = off"] if order_by else []))
         return None, stream_digest(target, copy_out.as_string(dst), settings=settings, cancel=cancel)[1]
-    digest = hashlib.sha1()
+    digest = stream_hash()
     with dst.transaction():
         if order_by:
             dst.execute("SET LOCAL enable_sort = off")  # read along the key's index, as the source did
@@ -94,8 +93,8 @@ PSQL_READ_BYTES = 4 * 1024 * 1024
 def verify_by_stream(table: Table, units: list, copied: dict[str, tuple[int, str]], dst: psycopg.Connection,
                      target: common_pb2.Connection | None = None, settings: tuple[str, ...] = (),
                      cancel: threading.Event | None = None) -> common_pb2.TableResult | None:
-    """Proves a table from the copy streams: the sha1 of each unit's COPY stream as it left the source
-    (inside the snapshot, pinned settings) equals the sha1 of the same COPY run on the target, with
+    """Proves a table from the copy streams: the digest of each unit's COPY stream as it left the source
+    (inside the snapshot, pinned settings) equals the digest of the same COPY run on the target, with
     the same row count. A fresh table filled by one COPY keeps its rows in load order, and parts by
     key range are streamed in key order on both sides (along the key's index), so equal
     data gives equal streams; when the streams differ (another order), None: the caller falls back
@@ -110,7 +109,7 @@ def verify_by_stream(table: Table, units: list, copied: dict[str, tuple[int, str
         return None  # generated values are not in the stream: the checksums cover them
     via_psql = target if table.bytes >= PSQL_READ_BYTES else None
     src_rows = dst_rows = 0
-    whole_src, whole_dst = hashlib.sha1(), hashlib.sha1()
+    whole_src, whole_dst = stream_hash(), stream_hash()
     for unit in units:
         if unit.id not in copied:
             return None
@@ -126,6 +125,6 @@ def verify_by_stream(table: Table, units: list, copied: dict[str, tuple[int, str
         whole_dst.update(t_digest.encode())
     return common_pb2.TableResult(
         table=table.qualified, source_rows=src_rows, target_rows=dst_rows,
-        source_checksum=f"{src_rows}:sha1:{whole_src.hexdigest()}",
-        target_checksum=f"{dst_rows}:sha1:{whole_dst.hexdigest()}",
+        source_checksum=f"{src_rows}:{STREAM_HASH}:{whole_src.hexdigest()}",
+        target_checksum=f"{dst_rows}:{STREAM_HASH}:{whole_dst.hexdigest()}",
         verified=True, seconds=time.monotonic() - t0, copy_format="binary" if table.binary_ok else "text")
