@@ -30,6 +30,11 @@ from services.common.pgdump import _binary, _fail, tool_dsn, tool_env
 
 CHUNK = 1 << 20
 
+# Below this size a table's COPY runs in-process on a connection the worker already has (no psql to
+# start); from it on through psql: psycopg's COPY iteration yields about one block per row, so the
+# in-process path pays Python per row and loses on larger tables. Used for the copy and the check.
+PSQL_BYTES = 4 * 1024 * 1024
+
 
 @dataclass(frozen=True)
 class CopyStats:
@@ -140,17 +145,15 @@ def copy_into(dst: psycopg.Connection, source: common_pb2.Connection, snapshot: 
 
 
 def stream_digest(conn: common_pb2.Connection, copy_out: str, *, settings: list[str] | tuple[str, ...] = (),
-                  cancel: threading.Event | None = None) -> tuple[int, str]:
-    """Bytes and digest of one COPY ... TO STDOUT run by psql on `conn`: the same digest copy_into takes of
-    the source stream, at a fraction of the CPU of iterating psycopg's one-block-per-row COPY."""
+                  cancel: threading.Event | None = None) -> str:
+    """Digest of one COPY ... TO STDOUT run by psql on `conn`: the same digest copy_into takes of the
+    source stream, at a fraction of the CPU of iterating psycopg's one-block-per-row COPY."""
     reader = _PsqlCopyOut(conn, copy_out, settings=settings, application_name="dbmigrate-verify")
-    total = 0
     digest = stream_hash()
     try:
         for chunk in reader.chunks(cancel):
             digest.update(chunk)
-            total += len(chunk)
         reader.check("reading the target (COPY TO)")
     finally:
         reader.close()
-    return total, digest.hexdigest()
+    return digest.hexdigest()

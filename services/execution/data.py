@@ -10,7 +10,7 @@ from psycopg import sql
 
 from dbmigrate.v1 import common_pb2
 from services.common.checksum import stream_hash
-from services.common.copy import CopyStats, copy_in_sql, copy_into, copy_out_sql
+from services.common.copy import PSQL_BYTES, CopyStats, copy_in_sql, copy_into, copy_out_sql
 from services.common.errors import Cancelled, DBMigrateError, Unavailable
 from services.common.pg import connect, is_transient
 from services.execution.conns import WorkerConnections
@@ -21,11 +21,6 @@ RETRIES = 5
 # to key order, so this reads the heap almost sequentially).
 ORDERED_READ = ("SET enable_sort = off",)
 
-
-# Below this size a table is copied through the worker's own connections (no psql process to start);
-# above it psql streams the source side in 1 MB chunks: psycopg's COPY iteration yields about one
-# block per row, so the in-process path pays Python per row and loses on larger tables.
-DIRECT_BYTES = 4 * 1024 * 1024
 
 
 def copy_direct(src: psycopg.Connection, dst: psycopg.Connection, copy_out: sql.Composable, copy_in: sql.Composable,
@@ -54,7 +49,7 @@ def copy_unit(unit: Unit, conns: WorkerConnections, source: common_pb2.Connectio
     """A whole table: emptied and filled in one transaction. A part: COPY in one transaction
     (the runner empties a split table before its parts when it is not known to be complete).
 
-    A table from DIRECT_BYTES on is emptied by TRUNCATE, which lets COPY FREEZE write its rows
+    A table from PSQL_BYTES on is emptied by TRUNCATE, which lets COPY FREEZE write its rows
     frozen (no hint bits to set and no freezing vacuum later). A smaller one by DELETE: TRUNCATE
     gives the table new files, and dropping the old ones at commit scans all of shared_buffers for
     their pages (2.6 ms of CPU per table at 128 MB of shared_buffers, more on a larger server),
@@ -71,7 +66,7 @@ def copy_unit(unit: Unit, conns: WorkerConnections, source: common_pb2.Connectio
             dst = conns.target()
             copy_out = copy_out_sql(t, binary=binary, where=unit.where,
                                     order_by=[unit.order_by] if unit.order_by else None)
-            small = unit.whole and t.bytes < DIRECT_BYTES
+            small = unit.whole and t.bytes < PSQL_BYTES
             delete = small and fresh
             copy_in = copy_in_sql(t.schema, t.name, t.copy_columns, binary=binary, freeze=unit.whole and not delete)
             with dst.transaction():

@@ -10,7 +10,7 @@ from psycopg import sql
 from dbmigrate.v1 import common_pb2
 from services.common.catalog import Table
 from services.common.checksum import STREAM_HASH, Checksum, stream_hash, table_checksum
-from services.common.copy import copy_out_sql, stream_digest
+from services.common.copy import PSQL_BYTES, copy_out_sql, stream_digest
 from services.common.pg import connect
 
 
@@ -73,7 +73,7 @@ def target_stream(dst: psycopg.Connection, table: Table, where: sql.Composable |
         # Read the table from its first page (no synchronized scan joining an index build mid-table),
         # along the key's index for a key-ordered part, as the source did.
         settings = (*settings, "SET synchronize_seqscans = off", *(["SET enable_sort = off"] if order_by else []))
-        return None, stream_digest(target, copy_out.as_string(dst), settings=settings, cancel=cancel)[1]
+        return None, stream_digest(target, copy_out.as_string(dst), settings=settings, cancel=cancel)
     digest = stream_hash()
     with dst.transaction():
         if order_by:
@@ -84,10 +84,6 @@ def target_stream(dst: psycopg.Connection, table: Table, where: sql.Composable |
                     digest.update(chunk)
             rows = cur.rowcount
     return max(rows, 0), digest.hexdigest()
-
-
-# From this size on the target is read through psql (see target_stream).
-PSQL_READ_BYTES = 4 * 1024 * 1024
 
 
 def verify_by_stream(table: Table, units: list, copied: dict[str, tuple[int, str]], dst: psycopg.Connection,
@@ -107,7 +103,7 @@ def verify_by_stream(table: Table, units: list, copied: dict[str, tuple[int, str
         return None  # parts by ctid range interleave their pages on the target: no common order
     if any(c.generated for c in table.columns):
         return None  # generated values are not in the stream: the checksums cover them
-    via_psql = target if table.bytes >= PSQL_READ_BYTES else None
+    via_psql = target if table.bytes >= PSQL_BYTES else None
     src_rows = dst_rows = 0
     whole_src, whole_dst = stream_hash(), stream_hash()
     for unit in units:

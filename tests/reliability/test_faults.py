@@ -152,6 +152,22 @@ def phase_of(stack, wid: str) -> str:
     return "CREATED"
 
 
+def completes_identical_despite(disturb, happened: threading.Event, stack, stub, wid: str, source_url: str,
+                                target_url: str, name: str) -> None:
+    """Drives the migration while `disturb` runs beside it (it sets `happened`); the migration must
+    complete with the target identical. The calls the coordinator retried are recorded under `name`."""
+    th = threading.Thread(target=disturb, daemon=True)
+    th.start()
+    m = drive(stub, wid)
+    th.join(30)
+    assert happened.is_set()
+    assert E.Phase.Name(m.phase) == "COMPLETED", m.error
+    assert_identical(source_url, target_url)
+    failures = events_of(stack, wid, "agent_call_failed")
+    record(name, {"outcome": "identical", "retried_calls": len(failures),
+                  "errors": [f.error[:160] for f in failures][:5]})
+
+
 def test_a_target_server_restart_during_the_data_phase_is_retried_and_resumed(stack_factory, new_database,
                                                                              private_postgres):
     src = new_database("rsrc")
@@ -170,16 +186,8 @@ def test_a_target_server_restart_during_the_data_phase_is_retried_and_resumed(st
             private_postgres.restart("fast")
         restarted.set()
 
-    th = threading.Thread(target=restart_when_copying, daemon=True)
-    th.start()
-    m = drive(stub, wid)
-    th.join(30)
-    assert restarted.is_set()
-    assert E.Phase.Name(m.phase) == "COMPLETED", m.error
-    assert_identical(src.url, target_url)
-    failures = events_of(stack, wid, "agent_call_failed")
-    record("target_restart", {"outcome": "identical", "retried_calls": len(failures),
-                              "errors": [f.error[:160] for f in failures][:5]})
+    completes_identical_despite(restart_when_copying, restarted, stack, stub, wid, src.url, target_url,
+                                "target_restart")
     ch.close()
 
 
@@ -199,16 +207,8 @@ def test_a_source_refusing_new_connections_for_a_while_is_waited_for(stack_facto
             time.sleep(6)
             c.execute(f'ALTER DATABASE "{src.name}" ALLOW_CONNECTIONS true')
 
-    th = threading.Thread(target=refuse_for_a_while, daemon=True)
-    th.start()
-    m = drive(stub, wid)
-    th.join(30)
-    assert refused.is_set()
-    assert E.Phase.Name(m.phase) == "COMPLETED", m.error
-    assert_identical(src.url, dst.url)
-    failures = events_of(stack, wid, "agent_call_failed")
-    record("source_refuses_connections", {"outcome": "identical", "retried_calls": len(failures),
-                                          "errors": [f.error[:160] for f in failures][:5]})
+    completes_identical_despite(refuse_for_a_while, refused, stack, stub, wid, src.url, dst.url,
+                                "source_refuses_connections")
     ch.close()
 
 
