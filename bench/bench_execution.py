@@ -152,6 +152,7 @@ def data_phase(source_bytes: int) -> dict:
 
     from services.common.catalog import list_tables
     from services.common.pg import connect, parse_url
+    from services.common import pgtools
     from services.common.pgdump import apply_script, dump_section
     from services.execution import data
     from services.execution.conns import WorkerConnections
@@ -159,7 +160,7 @@ def data_phase(source_bytes: int) -> dict:
 
     recreate(DST)
     src, dst = parse_url(url(SRC)), parse_url(url(DST))
-    apply_script(dst, dump_section(src, "pre-data"))
+    apply_script(dst, dump_section(src, "pre-data", tools=pgtools.newest()))
     with connect(src, "source") as c:
         tables = sorted(list_tables(c), key=lambda t: -t.bytes)
 

@@ -139,10 +139,11 @@ def _validation_completed(wf, ev):
 
 def _plan_generated(wf, ev):
     report = ev.plan_generated.report
-    blockers = [f"{f.code}: {f.message}" for f in report.findings if f.severity == common_pb2.BLOCKER]
+    blockers = [f"{f.code}{f' ({f.object})' if f.object else ''}: {f.message}" for f in report.findings
+                if f.severity == common_pb2.BLOCKER]
     validation = common_pb2.ValidationReport()
     validation.ParseFromString(wf.validation)
-    if not validation.passed:
+    if not validation.passed and not validation.skipped:
         blockers.append("VALIDATION_FAILED: the sample test migration did not pass")
     tables = tuple(TableState(table=f"{t.schema}.{t.name}", total_rows=t.rows, total_bytes=t.bytes,
                               parts=max(1, t.parts)) for t in report.plan.tables)

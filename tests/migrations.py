@@ -33,7 +33,12 @@ def drive(stub, wid: str, timeout: float = 400, during=None) -> C.Migration:
             m = stub.GetMigration(C.MigrationRef(id=wid), timeout=5)
             phase = E.Phase.Name(m.phase)
             if phase == "AWAITING_APPROVAL":
-                stub.Approve(C.ApproveRequest(id=wid, comment="approved by the test"), timeout=5)
+                try:
+                    stub.Approve(C.ApproveRequest(id=wid, comment="approved by the test"), timeout=5)
+                except grpc.RpcError as err:
+                    if err.code() == grpc.StatusCode.FAILED_PRECONDITION and "cannot be approved" in (err.details() or ""):
+                        raise AssertionError(f"migration {wid}: {err.details()}") from None
+                    raise
             elif phase == "COMPLETED" or (phase in ("FAILED", "CANCELLED", "DENIED") and not m.rollback_pending):
                 return m
         except grpc.RpcError as err:

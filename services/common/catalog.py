@@ -69,6 +69,11 @@ class Table:
         return [c.name for c in self.columns]
 
     @property
+    def typed_columns(self) -> list[tuple[str, str]]:
+        """(name, type) of every column, for checksums that need a type's output text (services.common.checksum)."""
+        return [(c.name, c.type) for c in self.columns]
+
+    @property
     def binary_ok(self) -> bool:
         return all(c.binary_ok for c in self.columns if not c.generated)
 

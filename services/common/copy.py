@@ -26,7 +26,8 @@ from dbmigrate.v1 import common_pb2
 from services.common.catalog import Table
 from services.common.checksum import stream_hash
 from services.common.errors import Cancelled
-from services.common.pgdump import _binary, _fail, tool_dsn, tool_env
+from services.common.pgdump import _fail, tool_dsn, tool_env
+from services.common.pgtools import psql
 
 CHUNK = 1 << 20
 
@@ -42,6 +43,7 @@ class CopyStats:
     bytes: int
     seconds: float
     digest: str = ""   # digest of the COPY stream as it left the source (see execution/verify.py)
+    binary: bool = True  # the stream's format (binary, or text where the binary form was refused)
 
 
 def copy_out_sql(table: Table, *, binary: bool, where: sql.Composable | None = None,
@@ -51,7 +53,10 @@ def copy_out_sql(table: Table, *, binary: bool, where: sql.Composable | None = N
     fmt = sql.SQL("(FORMAT binary)" if binary else "(FORMAT text)")
     ident = sql.Identifier(table.schema, table.name)
     if where is None and limit is None:
-        return sql.SQL("COPY {} ({}) TO STDOUT {}").format(ident, cols, fmt)
+        # A table without copyable columns (none at all, or only generated ones) still holds rows:
+        # COPY without a column list moves them ("()" would be a syntax error).
+        listed = sql.SQL(" ({})").format(cols) if table.copy_columns else sql.SQL("")
+        return sql.SQL("COPY {}{} TO STDOUT {}").format(ident, listed, fmt)
     query = sql.SQL("SELECT {} FROM ONLY {}").format(cols, ident)
     if where is not None:
         query = sql.SQL("{} WHERE {}").format(query, where)
@@ -64,8 +69,8 @@ def copy_out_sql(table: Table, *, binary: bool, where: sql.Composable | None = N
 
 def copy_in_sql(schema: str, name: str, columns: list[str], *, binary: bool, freeze: bool = False) -> sql.Composed:
     opts = ["FORMAT binary" if binary else "FORMAT text"] + (["FREEZE"] if freeze else [])
-    return sql.SQL("COPY {} ({}) FROM STDIN ({})").format(
-        sql.Identifier(schema, name), sql.SQL(", ").join(sql.Identifier(c) for c in columns), sql.SQL(", ".join(opts)))
+    listed = sql.SQL(" ({})").format(sql.SQL(", ").join(sql.Identifier(c) for c in columns)) if columns else sql.SQL("")
+    return sql.SQL("COPY {}{} FROM STDIN ({})").format(sql.Identifier(schema, name), listed, sql.SQL(", ".join(opts)))
 
 
 # psql writes COPY output row by row through stdio, whose buffer on a pipe is 4 KB: a write(2)
@@ -81,7 +86,7 @@ class _PsqlCopyOut:
     def __init__(self, conn: common_pb2.Connection, copy_out: str, *, snapshot: str | None = None,
                  settings: list[str] | tuple[str, ...] = (), application_name: str = "dbmigrate-copy"):
         self.conn = conn
-        args = _STDBUF + [_binary("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", tool_dsn(conn, application_name)]
+        args = _STDBUF + [psql(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", tool_dsn(conn, application_name)]
         for statement in settings:
             args += ["-c", statement]
         if snapshot:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 
 import psycopg
@@ -13,7 +12,8 @@ from dbmigrate.v1 import common_pb2
 from services.common.catalog import Table
 from services.common.errors import DatabaseError, FailedPrecondition
 from services.common.logs import redact, register_secret
-from services.common.pg import PINNED_SETTINGS, describe
+from services.common.pg import PINNED_SETTINGS, connect, describe
+from services.common.pgtools import ClientTools, psql
 
 _TRANSIENT = ("could not connect", "connection refused", "server closed the connection", "terminating connection",
               "the database system is", "could not receive data", "no connection to the server",
@@ -43,32 +43,6 @@ def tool_dsn(conn: common_pb2.Connection, application_name: str = "dbmigrate") -
     return _conninfo.make_conninfo(host=conn.host, port=conn.port, dbname=conn.dbname, user=conn.user, **kwargs)
 
 
-def _binary(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        raise FailedPrecondition(f"{name} is not installed; install the PostgreSQL client tools (make setup does it)")
-    return path
-
-
-def pg_dump_version() -> tuple[int, int, str]:
-    """(major, minor, full text) of the pg_dump on PATH."""
-    text = subprocess.run([_binary("pg_dump"), "--version"], capture_output=True, text=True, check=True).stdout.strip()
-    m = re.search(r"(\d+)(?:\.(\d+))?", text)
-    if not m:
-        raise FailedPrecondition(f"cannot read the pg_dump version from {text!r}")
-    return int(m.group(1)), int(m.group(2) or 0), text
-
-
-def check_pg_dump(source_version_num: int) -> str:
-    """Fails when pg_dump is older than the source server's major version (it could not dump it right)."""
-    major, minor, text = pg_dump_version()
-    source_major = source_version_num // 10000
-    if major < source_major:
-        raise FailedPrecondition(f"pg_dump {major}.{minor} is older than the source server {source_major}; install "
-                                 f"postgresql-client-{source_major} (pg_dump must be at least the source's version)")
-    return text
-
-
 def _fail(what: str, conn: common_pb2.Connection, stderr: str) -> DatabaseError:
     lines = [ln for ln in redact(stderr).strip().splitlines() if ln.strip()]
     detail = " | ".join(lines[-3:]) if lines else "no message"
@@ -76,29 +50,86 @@ def _fail(what: str, conn: common_pb2.Connection, stderr: str) -> DatabaseError:
     return DatabaseError(f"{what} on {describe(conn)} failed: {detail}", retryable=transient)
 
 
-def dump_section(conn: common_pb2.Connection, section: str, *, snapshot: str | None = None,
-                 extra_args: list[str] | tuple[str, ...] = ()) -> str:
-    """The schema script of one section (pre-data or post-data), owners and privileges left out.
+def dump_section(conn: common_pb2.Connection, section: str, *, tools: ClientTools, snapshot: str | None = None,
+                 extra_args: list[str] | tuple[str, ...] = (), owners: bool = True, privileges: bool = True) -> str:
+    """The schema script of one section (pre-data or post-data) from `tools`' pg_dump.
 
-    Owners and GRANTs are left out because the target rarely has the same roles; objects belong to
-    the target user (discovery reports the roles that are missing).
+    Owners (ALTER ... OWNER TO) and privileges (GRANT/REVOKE, default privileges) are kept unless
+    the migration chose --no-owner / --no-privileges; the roles must then exist on the target
+    (discovery names the missing ones, --create-roles makes them).
     """
     if section not in ("pre-data", "post-data"):
         raise ValueError(section)
-    args = [_binary("pg_dump"), "--section", section, "--no-owner", "--no-acl", "--no-subscriptions",
-            "--no-publications", "-d", tool_dsn(conn, "dbmigrate-pg_dump")]
+    args = [tools.pg_dump, "--section", section, "--no-subscriptions", "--no-publications",
+            "-d", tool_dsn(conn, "dbmigrate-pg_dump")]
+    if not owners:
+        args.append("--no-owner")
+    if not privileges:
+        args.append("--no-acl")
     if snapshot:
         args += ["--snapshot", snapshot]
     args += list(extra_args)  # e.g. --exclude-table patterns from the migration's filters
     r = subprocess.run(args, capture_output=True, text=True, env=tool_env(conn))
     if r.returncode != 0:
         raise _fail(f"pg_dump --section={section}", conn, r.stderr)
+    if "could not resolve dependency loop" in r.stderr:
+        # pg_dump still writes the script, in an order that cannot be replayed.
+        items = [i.strip() for i in re.findall(r"detail: ([A-Z ]+ \S+(?: [^(\n]*?)?)\s+\(ID", r.stderr)]
+        raise DependencyLoop(
+            f"pg_dump cannot order these objects of the source, which depend on each other in a loop: "
+            f"{', '.join(items) or redact(r.stderr.strip())[:300]}", items=items)
     return r.stdout
+
+
+class DependencyLoop(DatabaseError):
+    """pg_dump found objects that depend on each other in a cycle (two functions whose defaults call
+    each other, say): no order of statements creates them."""
+
+    def __init__(self, message: str, items: list[str]):
+        super().__init__(message)
+        self.items = items
+
+
+def dump_flags(options) -> dict[str, bool]:
+    """dump_section's owners/privileges for a migration's options."""
+    return {"owners": not options.no_owner, "privileges": not options.no_privileges}
+
+
+def known_settings(conn: common_pb2.Connection) -> frozenset[str]:
+    """Names of the run-time settings the server knows (lower case)."""
+    with connect(conn, "target", autocommit=True, application_name="dbmigrate-psql") as c:
+        return frozenset(r[0].lower() for r in c.execute("SELECT name FROM pg_settings"))
+
+
+_SET_LINE = re.compile(r"^SET (?P<name>[A-Za-z_][A-Za-z0-9_.]*) (?:=|TO) [^\n]*;\n?", re.M)
+_IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
+_ATTR_OPTIONS = re.compile(rf"^(?P<head>ALTER TABLE ONLY {_IDENT}\.{_IDENT} ALTER COLUMN {_IDENT} SET )"
+                           r"\((?P<opts>[^()\n]*)\);\n?", re.M)
+# The attribute options heap columns have (PostgreSQL 9.0 to 18); a server with others (a patched
+# build stamps its own) gets them dumped by a newer pg_dump, and no other server accepts them.
+ATTRIBUTE_OPTIONS = {"n_distinct", "n_distinct_inherited"}
+
+
+def fit_script(script: str, settings: frozenset[str]) -> str:
+    """A pg_dump script made to replay on a server that knows `settings`: a SET of a parameter it
+    lacks is left out (pg_dump 18 writes SET transaction_timeout, which PostgreSQL 16 and older
+    refuse), and so are column options no server but the source's knows."""
+    # Only pg_dump's own SETs, at the head of the script: a function body below may hold SET lines too.
+    first = script.find("\n--\n-- Name: ")
+    head, body = (script, "") if first < 0 else (script[:first], script[first:])
+    script = _SET_LINE.sub(lambda m: m.group(0) if m.group("name").lower() in settings else "", head) + body
+
+    def options(m: re.Match) -> str:
+        kept = [o for o in m.group("opts").split(",") if o.split("=", 1)[0].strip().lower() in ATTRIBUTE_OPTIONS]
+        return f"{m.group('head')}({', '.join(o.strip() for o in kept)});\n" if kept else ""
+
+    return _ATTR_OPTIONS.sub(options, script)
 
 
 def apply_script(conn: common_pb2.Connection, script: str, what: str = "schema script") -> None:
     """Runs a pg_dump script with psql in one transaction: all of it or nothing."""
-    args = [_binary("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-d",
+    script = fit_script(script, known_settings(conn))
+    args = [psql(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-d",
             tool_dsn(conn, "dbmigrate-psql"), "-f", "-"]
     r = subprocess.run(args, input=script, capture_output=True, text=True, env=tool_env(conn))
     if r.returncode != 0:
@@ -114,3 +145,8 @@ def exclude_args(all_tables: list[Table], kept: list[Table]) -> list[str]:
     keep = {(t.schema, t.name) for t in kept}
     return [f'--exclude-table="{t.schema.replace(chr(34), chr(34) * 2)}"."{t.name.replace(chr(34), chr(34) * 2)}"'
             for t in all_tables if (t.schema, t.name) not in keep]
+
+
+def tolerant_pre_data(script: str) -> str:
+    """Pre-data that also applies over schemas that already exist (the target's empty `public`, say)."""
+    return re.sub(r"^CREATE SCHEMA (?!IF NOT EXISTS)", "CREATE SCHEMA IF NOT EXISTS ", script, flags=re.M)

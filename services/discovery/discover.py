@@ -6,7 +6,6 @@ advisor_note empty: the server fills them with the advisor.
 from __future__ import annotations
 
 import logging
-import subprocess
 import time
 
 import psycopg
@@ -17,7 +16,7 @@ from dbmigrate.v1 import agents_pb2, common_pb2
 from services.common.catalog import matches
 from services.common.errors import DatabaseError, DBMigrateError, InvalidInput
 from services.common.pg import check_connection, connect, describe, is_transient
-from services.common.pgdump import pg_dump_version
+from services.common import pgtools
 from services.discovery.findings import find
 from services.discovery.inventory import LIST_KINDS, inventory
 
@@ -30,14 +29,16 @@ DETAILS_LIMIT = 5000
 COUNT_TIMEOUT = "120s"
 
 
-def _pg_dump() -> tuple[int, int, str] | None:
+def _pg_dump(source_version_num: int) -> tuple[int, int, str] | None:
+    """(major, minor, text) of the pg_dump the migration would use for this source; the newest installed
+    when none is new enough (PG_DUMP_TOO_OLD says so); None when none is installed (PG_DUMP_MISSING)."""
     try:
-        return pg_dump_version()
+        tools = pgtools.for_source(source_version_num)
     except DBMigrateError:
-        return None  # not installed: a PG_DUMP_MISSING finding says what to do
-    except (OSError, subprocess.SubprocessError) as err:
-        log.warning("cannot run pg_dump --version: %s", err)
-        return None
+        if not pgtools.installed():
+            return None
+        tools = pgtools.newest()
+    return tools.major, tools.minor, f"{tools.text} ({tools.bin_dir})"
 
 
 def server_info(inv: dict) -> common_pb2.ServerInfo:
@@ -155,7 +156,7 @@ def discover(req: agents_pb2.DiscoverRequest) -> common_pb2.DiscoveryReport:
         selected = [t for t in source_inv["tables"]
                     if matches(t["schema"], t["name"], list(opts.include), list(opts.exclude))]
         target_rows = count_target_rows(dst, selected, target_inv)
-    dump = _pg_dump()
+    dump = _pg_dump(int(source_inv["server"].get("version_num") or 0))
 
     report = common_pb2.DiscoveryReport(source=server_info(source_inv), target=server_info(target_inv),
                                         pg_dump_version=dump[2] if dump else "")

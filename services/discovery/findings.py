@@ -11,6 +11,7 @@ from typing import Iterable
 
 from dbmigrate.v1 import common_pb2
 from services.common.catalog import DEFAULT_SPLIT_BYTES, matches, quote_ident
+from services.common.roles import from_row
 from services.common.text import human_bytes
 
 INFO, LOW, MEDIUM, HIGH, BLOCKER = (common_pb2.INFO, common_pb2.LOW, common_pb2.MEDIUM, common_pb2.HIGH,
@@ -107,7 +108,9 @@ def find(source_inv: dict, target_inv: dict, options, pg_dump_version: tuple | N
     _selection(out, source_inv, tables, options)
     _target_tables(out, tables, target_rows, replace, target_inv)
     _tables(out, tables, src, options)
-    _owners(out, source_inv, target_inv)
+    _roles(out, source_inv, target_inv, options)
+    _choices(out, source_inv, options)
+    _requirements(out, source_inv, target_inv, names)
     _objects(out, source_inv, names)
     _traffic(out, source_inv)
     _connections(out, source_inv, target_inv, options)
@@ -128,8 +131,9 @@ def _versions(out: _Findings, src: dict, tgt: dict, pg_dump_version) -> None:
     if tmaj and smaj and tmaj < smaj:
         out.add("TARGET_VERSION_OLDER", BLOCKER, "target server",
                 f"the target runs PostgreSQL {tgt.get('version')} (major {_fmt_major(tmaj)}), older than the "
-                f"source's {src.get('version')} (major {_fmt_major(smaj)}); a dump of a newer server may use "
-                "syntax and features the older one does not have",
+                f"source's {src.get('version')} (major {_fmt_major(smaj)}): a downgrade, which PostgreSQL's dump and "
+                "restore do not support (the newer server's schema uses syntax, settings and features the older "
+                "one does not have)",
                 f"migrate to a server of major version {_fmt_major(smaj)} or newer")
     elif tmaj and smaj and tmaj > smaj:
         out.add("MAJOR_VERSION_UPGRADE", INFO, "target server",
@@ -200,13 +204,19 @@ def _extensions(out: _Findings, source_inv: dict, target_inv: dict) -> None:
 
 def _encoding(out: _Findings, src: dict, tgt: dict, source_inv: dict, names: set) -> None:
     if src.get("encoding") and tgt.get("encoding") and src["encoding"] != tgt["encoding"]:
-        extra = (" SQL_ASCII stores bytes unchecked: text that is not valid in the target encoding makes the "
-                 "copy fail." if src["encoding"] == "SQL_ASCII" else
-                 " Characters the target encoding cannot represent make the copy fail.")
-        out.add("ENCODING_MISMATCH", HIGH, "target database",
+        # UTF8 holds every character of every other encoding; any other target may not.
+        if src["encoding"] == "SQL_ASCII":
+            sev, extra = HIGH, (" SQL_ASCII stores bytes unchecked: text that is not valid in the target encoding "
+                                "makes the copy fail.")
+        elif tgt["encoding"] == "UTF8":
+            sev, extra = MEDIUM, " Every character converts to UTF8; the bytes of text values change."
+        else:
+            sev, extra = BLOCKER, (f" {tgt['encoding']} cannot hold every character {src['encoding']} can: such "
+                                   "text would fail to copy or be lost.")
+        out.add("ENCODING_MISMATCH", sev, "target database",
                 f"the source database is encoded {src['encoding']}, the target {tgt['encoding']}.{extra}",
                 f"create the target database with ENCODING '{src['encoding']}' TEMPLATE template0 (and the "
-                "source's LC_COLLATE/LC_CTYPE), or accept the conversion after checking the data")
+                "source's LC_COLLATE/LC_CTYPE), or a UTF8 one")
     if (src.get("collation"), src.get("ctype")) != (tgt.get("collation"), tgt.get("ctype")) and tgt:
         out.add("COLLATION_MISMATCH", MEDIUM, "target database",
                 f"the source sorts text with LC_COLLATE={src.get('collation')}, LC_CTYPE={src.get('ctype')}; "
@@ -351,22 +361,181 @@ def _tables(out: _Findings, tables: list[dict], src: dict, options) -> None:
                 "run ANALYZE on the source before planning, for better estimates")
 
 
-def _owners(out: _Findings, source_inv: dict, target_inv: dict) -> None:
-    target_roles = {r["name"] for r in target_inv.get("roles", [])}
+def _roles(out: _Findings, source_inv: dict, target_inv: dict, options) -> None:
+    """The roles the database needs (owners, grantees, default privileges, policies) and the target lacks."""
     if not target_inv.get("roles") and not target_inv.get("server"):
         return  # no target inventory to compare against
-    for o in source_inv.get("owners", []):
-        role = o["role"]
-        if role.startswith("pg_") or role in target_roles:
+    target_roles = {r["name"]: r for r in target_inv.get("roles", [])}
+    tgt = target_inv.get("server", {})
+    super_target = bool(tgt.get("is_superuser"))
+    create = options is not None and options.create_roles
+    needed = [from_row(r) for r in source_inv.get("roles_needed", [])]
+    missing = [(r, r.relevant(options or common_pb2.MigrationOptions())) for r in needed if r.name not in target_roles]
+    missing = [(r, why) for r, why in missing if why]
+    words = {"owner": "owns {n} objects", "grantee": "is granted privileges", "policy": "is named in policies",
+             "default_privileges": "sets or receives default privileges", "user_mapping": "has a user mapping",
+             "regrole_value": "is stored in regrole columns"}
+    for r, why in missing:
+        does = ", ".join(words[w].format(n=r.objects_owned) for w in why if w in words)
+        if create:
             continue
-        kinds = ", ".join(o.get("kinds") or [])
-        target_user = target_inv.get("server", {}).get("current_user")
-        out.add("OWNER_ROLE_MISSING", HIGH, f"role {role}",
-                f"role {role!r} owns {o.get('objects', 0)} objects in the source ({kinds}) but does not exist on "
-                f"the target; those objects will be owned by the target user {target_user!r}, and grants to "
-                f"{role!r} cannot be restored",
-                f"CREATE ROLE {quote_ident(role)} NOLOGIN; on the target before migrating (give it LOGIN and a "
-                "password if applications connect as it), or accept the new owner")
+        policy = bool({"policy", "user_mapping", "regrole_value"} & set(why))
+        out.add("ROLE_MISSING", BLOCKER, f"role {r.name}",
+                f"role {r.name!r} {does} in the source database but does not exist on the target server; its "
+                "owners, privileges" + (" and policies" if policy else "") + " cannot arrive",
+                f"create it on the target (CREATE ROLE {quote_ident(r.name)} NOLOGIN; plus its memberships), or create "
+                "the migration with --create-roles (DBMigrate creates the missing roles), or with --no-owner / "
+                "--no-privileges to leave owners / privileges out"
+                + (" (policies, user mappings and regrole values name it whatever the options: it must exist)"
+                   if policy else ""), capped=True)
+    if create and missing:
+        names = [r.name for r, _ in missing]
+        if not super_target and not tgt.get("can_create_role"):
+            out.add("CREATE_ROLES_NOT_PERMITTED", BLOCKER, f"role {tgt.get('current_user')}",
+                    f"--create-roles must create {len(names)} roles ({_list(names)}), but the target user "
+                    f"{tgt.get('current_user')!r} is neither a superuser nor has CREATEROLE",
+                    "migrate as a superuser or a role WITH CREATEROLE on the target, or create the roles there first")
+        src = source_inv.get("server", {})
+        logins = [r.name for r, _ in missing if r.login]
+        hashes = bool(src.get("is_superuser"))
+        message = f"--create-roles will create {len(names)} roles on the target: {_list(names)}."
+        if logins:
+            message += (f" Login roles ({_list(logins)}) keep LOGIN and their password hash (the source user may read "
+                        "pg_authid)" if hashes else
+                        f" Login roles ({_list(logins)}) are created NOLOGIN without a password: the source user may "
+                        "not read password hashes (pg_authid)")
+        out.add("ROLES_TO_CREATE", INFO if hashes or not logins else MEDIUM, _list(names), message,
+                "nothing to do" if hashes or not logins else
+                "after the migration give the login roles LOGIN and a password (ALTER ROLE ... LOGIN PASSWORD ...)")
+        special = [f"{r.name} ({', '.join(a for a, on in (('SUPERUSER', r.superuser), ('REPLICATION', r.replication), ('BYPASSRLS', r.bypassrls)) if on)})"
+                   for r, _ in missing if (r.superuser or r.replication or r.bypassrls)]
+        if special and not super_target:
+            out.add("ROLE_ATTRIBUTES_DROPPED", HIGH, _list(special),
+                    f"{len(special)} roles to create have attributes only a superuser may give ({_list(special)}); the "
+                    "target user is not a superuser, so they are created without them",
+                    "create those roles on the target as a superuser before migrating, or accept the narrower roles")
+    # Owners the target user cannot hand objects to (it must be a member of the role).
+    if not super_target and (options is None or not options.no_owner):
+        stuck = [r.name for r in needed if "owner" in r.reasons and r.name in target_roles
+                 and not target_roles[r.name].get("current_user_is_member")]
+        if stuck:
+            out.add("OWNER_NOT_SETTABLE", BLOCKER, _list(stuck),
+                    f"the target user {tgt.get('current_user')!r} is not a superuser nor a member of {_list(stuck)}, "
+                    "so it cannot make them the owners of the objects they own in the source",
+                    "migrate as a superuser, GRANT those roles to the target user, or create the migration with "
+                    "--no-owner (objects then belong to the target user)")
+
+
+def _choices(out: _Findings, source_inv: dict, options) -> None:
+    """--no-owner / --no-privileges: explicit choices, recorded as findings with what they change."""
+    if options is None:
+        return
+    owners = [o for o in source_inv.get("owners", []) if not o["role"].startswith("pg_")]
+    if options.no_owner:
+        out.add("OWNERS_NOT_PRESERVED", MEDIUM, "--no-owner",
+                f"--no-owner: the objects of {len(owners)} owner roles ({_list([o['role'] for o in owners])}) will "
+                "belong to the target user instead",
+                "nothing to do if the target user should own everything; otherwise migrate without --no-owner")
+    if options.no_privileges:
+        narrowed = [o["name"] for o in source_inv.get("narrowed_privileges") or []]
+        out.add("PRIVILEGES_NOT_PRESERVED", HIGH if narrowed else MEDIUM, "--no-privileges",
+                "--no-privileges: no GRANT, REVOKE or default privileges are carried over; objects get the target's "
+                "default privileges"
+                + (f". These objects are narrower than the default in the source and become wider on the target "
+                   f"(e.g. EXECUTE for PUBLIC): {_list(narrowed)}" if narrowed else ""),
+                "migrate without --no-privileges to keep them, or set the privileges on the target afterwards")
+
+
+def _locale(name) -> str:
+    """A libc locale name as glibc matches it: case and the codeset's punctuation do not count
+    (en_US.UTF-8 is en_US.utf8)."""
+    text = str(name or "").lower()
+    lang, dot, codeset = text.partition(".")
+    return lang + dot + codeset.replace("-", "").replace("_", "")
+
+
+def _requirements(out: _Findings, source_inv: dict, target_inv: dict, names: set) -> None:
+    """What the source uses that the target server lacks: collations, languages, tablespaces."""
+    if not target_inv.get("server"):
+        return
+    tgt = target_inv["server"]
+    icu = tgt.get("icu_supported")
+    target_colls = {(c["schema"], c["name"]) for c in target_inv.get("collations", [])}
+    target_locales = {_locale(c.get("lc_collate") or c.get("locale")) for c in target_inv.get("collations", [])
+                      if c.get("provider") == "libc"} | {"c", "posix", _locale(tgt.get("collation")), _locale(tgt.get("ctype"))}
+    for c in source_inv.get("collations", []):
+        if not (c.get("used") or not c.get("builtin")):
+            continue
+        name = f"{quote_ident(c['schema'])}.{quote_ident(c['name'])}"
+        if c.get("provider") == "icu" and icu is False:
+            out.add("COLLATION_MISSING", BLOCKER, f"collation {name}",
+                    f"collation {name} uses the ICU provider (locale {c.get('locale')!r}) and the target server is "
+                    "built without ICU: the columns and indexes that use it cannot be created",
+                    "migrate to a server built with ICU (most packages are), or change those columns to a libc "
+                    "collation on the source first")
+        elif c.get("builtin") and c.get("provider") in ("libc", "icu") and (c["schema"], c["name"]) not in target_colls:
+            out.add("COLLATION_MISSING", BLOCKER, f"collation {name}",
+                    f"collation {name} (locale {c.get('locale')!r}) is used in the source and the target server does "
+                    "not have it",
+                    "install the locale on the target host (for libc: locale-gen, then SELECT "
+                    "pg_import_system_collations('pg_catalog')), or change the columns that use it on the source")
+        elif (not c.get("builtin") and c.get("provider") == "libc"
+              and _locale(c.get("lc_collate")) not in target_locales):
+            out.add("COLLATION_MISSING", BLOCKER, f"collation {name}",
+                    f"collation {name} is defined on the libc locale {c.get('lc_collate')!r}, which the target server "
+                    "does not list among its locales (pg_collation): CREATE COLLATION would fail there",
+                    "install that locale on the target host (locale-gen) and import it (SELECT "
+                    "pg_import_system_collations('pg_catalog')), then run discovery again")
+    src = source_inv.get("server", {})
+    if src.get("collation_provider") == "icu" and icu is False:
+        out.add("COLLATION_MISSING", BLOCKER, "source database",
+                f"the source database's default collation is ICU ({src.get('icu_locale')}) and the target server is "
+                "built without ICU",
+                "migrate to a server built with ICU, or into a target database created with the libc locale you want "
+                "(the order of text changes: check the application)")
+    elif src.get("collation") and _locale(src["collation"]) not in target_locales:
+        out.add("COLLATION_MISSING", BLOCKER, "source database",
+                f"the source database sorts with the locale {src['collation']!r}, which the target server does not "
+                "have; a target database cannot be created with the same order",
+                "install the locale on the target host (locale-gen) and create the target database with LC_COLLATE "
+                f"'{src['collation']}', or accept the target's order after checking the application")
+    target_langs = {l["name"] for l in target_inv.get("languages", [])}
+    available = {e["name"] for e in target_inv.get("extensions", []) if e.get("available") or e.get("installed")}
+    for lang in source_inv.get("languages", []):
+        if not lang.get("functions") or lang["name"] in target_langs:
+            continue
+        provider = lang.get("extension") or lang["name"]
+        if provider not in available:
+            out.add("LANGUAGE_MISSING", BLOCKER, f"language {lang['name']}",
+                    f"{lang['functions']} functions are written in {lang['name']}, which the target server does not "
+                    f"have (no extension {provider} available)",
+                    f"install the package that provides {lang['name']} on the target server (e.g. "
+                    f"postgresql-{tgt.get('version_num', 0) // 10000 or ''}-{lang['name'].removesuffix('u')}), "
+                    "then run discovery again")
+    features = target_inv.get("features") or {}
+    for needs, code, what, remedy in (
+            ("xml", "XML_UNSUPPORTED", "the xml type, and the target server is built without libxml: it accepts no "
+                                       "xml value (\"unsupported XML feature\")",
+             "migrate to a server built with libxml (most packages are), or change those columns to text on the source"),
+            ("lz4", "COMPRESSION_UNSUPPORTED", "lz4 compression, and the target server is built without lz4: the "
+                                               "columns cannot be created",
+             "migrate to a server built with lz4, or ALTER TABLE ... ALTER COLUMN ... SET COMPRESSION pglz on the "
+             "source")):
+        cols = [f"{qualified(c['schema'], c['table'])}.{quote_ident(c['name'])}"
+                for c in source_inv.get("special_columns", []) if c["needs"] == needs]
+        if cols and features.get(needs) is False:
+            out.add(code, BLOCKER, _list(cols), f"{len(cols)} columns ({_list(cols)}) use {what}", remedy)
+    target_spaces = {t["name"] for t in target_inv.get("tablespaces", [])}
+    for ts in source_inv.get("tablespaces", []):
+        if ts["name"] in ("pg_default", "pg_global") or ts["name"] in target_spaces:
+            continue
+        if ts.get("relations") or ts.get("database_default"):
+            what = (f"{ts['relations']} tables and indexes of the source live in it" if ts.get("relations")
+                    else "it is the source database's default tablespace")
+            out.add("TABLESPACE_MISSING", BLOCKER, f"tablespace {ts['name']}",
+                    f"tablespace {ts['name']!r} does not exist on the target server; {what}",
+                    f"CREATE TABLESPACE {quote_ident(ts['name'])} LOCATION '...' on the target (a superuser, with a "
+                    "directory on the target host), then run discovery again")
 
 
 def _objects(out: _Findings, source_inv: dict, names: set) -> None:

@@ -16,13 +16,16 @@ import psycopg
 from psycopg.rows import dict_row
 
 from services.common.errors import DatabaseError
+from services.common.roles import needed_rows
 from services.common.pg import is_transient
 
 _SQL = Path(__file__).parent / "sql"
 
 # kind -> query file; each returns one row per object.
 LIST_KINDS = ("extensions", "schemas", "tables", "columns", "primary_keys", "foreign_keys", "indexes",
-              "constraints", "sequences", "views", "functions", "triggers", "owners", "roles")
+              "constraints", "sequences", "views", "functions", "triggers", "owners", "roles", "roles_needed",
+              "collations", "languages", "tablespaces", "narrowed_privileges", "special_columns")
+
 
 # The shortest window between the two write-traffic samples. PostgreSQL backends publish their
 # counters about once a second, so a shorter window could miss a steady writer.
@@ -52,8 +55,26 @@ def _plain(value):
 
 
 def _rows(cur: psycopg.Cursor, name: str) -> list[dict]:
+    if name == "roles_needed":  # a query plus a look at regrole values (services/common/roles.py)
+        return [{k: _plain(v) for k, v in row.items()} for row in needed_rows(cur.connection)]
     cur.execute(_sql(name))
     return [{k: _plain(v) for k, v in row.items()} for row in cur.fetchall()]
+
+
+def _features(cur: psycopg.Cursor) -> dict:
+    """What the server was built with, where a build may lack it: libxml (the xml type accepts no
+    value without it) and lz4 (column compression). ICU is in server.sql."""
+    cur.execute("SELECT 'lz4' = ANY (enumvals) FROM pg_settings WHERE name = 'default_toast_compression'")
+    row = cur.fetchone()
+    out = {"lz4": bool(row and list(row.values())[0])}
+    cur.execute("SAVEPOINT dbmigrate_probe")
+    try:
+        cur.execute("SELECT '<probe/>'::xml")
+        out["xml"] = True
+    except psycopg.errors.FeatureNotSupported:
+        out["xml"] = False
+    cur.execute("ROLLBACK TO SAVEPOINT dbmigrate_probe")
+    return out
 
 
 def _activity(cur: psycopg.Cursor) -> dict:
@@ -89,6 +110,7 @@ def inventory(conn: psycopg.Connection, *, sample_seconds: float | None = None) 
             for kind in LIST_KINDS:
                 inv[kind] = _rows(cur, kind)
             inv["large_objects"] = _rows(cur, "large_objects")[0]
+            inv["features"] = _features(cur)
             wait = window - (time.monotonic() - t0)
             if wait > 0:
                 time.sleep(wait)

@@ -1,6 +1,8 @@
 """Copies one unit into the target in one transaction, so a retry or a resume never duplicates rows."""
 from __future__ import annotations
 
+import dataclasses
+import logging
 import threading
 import time
 from typing import Callable
@@ -15,6 +17,8 @@ from services.common.errors import Cancelled, DBMigrateError, Unavailable
 from services.common.pg import connect, is_transient
 from services.execution.conns import WorkerConnections
 from services.execution.units import Unit
+
+log = logging.getLogger(__name__)
 
 RETRIES = 5
 # A key-ordered read of a part walks the key's index instead of sorting (the table is usually close
@@ -79,7 +83,7 @@ def copy_unit(unit: Unit, conns: WorkerConnections, source: common_pb2.Connectio
                 else:
                     stats = copy_into(dst, source, snapshot, copy_out, copy_in, on_bytes=on_bytes, cancel=cancel,
                                       settings=ORDERED_READ if unit.order_by else ())
-            return stats
+            return dataclasses.replace(stats, binary=binary)
         except DBMigrateError as err:
             conns.reset()
             if not err.retryable or attempt >= RETRIES:
@@ -87,6 +91,14 @@ def copy_unit(unit: Unit, conns: WorkerConnections, source: common_pb2.Connectio
             time.sleep(min(2 ** attempt, 16))
         except Exception as err:  # psycopg errors from either side
             conns.reset()
+            if binary and isinstance(err, psycopg.Error) and not is_transient(err) \
+                    and not isinstance(err, psycopg.errors.IntegrityError):
+                # The target refused a value's binary form (PostgreSQL 18 refuses an empty tsquery that
+                # 15 writes, say); the text form is what dump and restore carry across versions.
+                log.warning("%s: the binary form was refused (%s); copying it as text", unit.id,
+                            err.diag.message_primary or err)
+                binary = False
+                continue
             if not is_transient(err):
                 raise
             if attempt >= RETRIES:

@@ -26,14 +26,18 @@ from dbmigrate.v1 import agents_pb2, common_pb2
 from services.common.catalog import DEFAULT_SPLIT_BYTES, Table, list_tables
 from services.common.errors import Cancelled, DatabaseError, DBMigrateError, FailedPrecondition, Unavailable
 from services.common.pg import connect, is_transient
-from services.common.pgdump import apply_script, check_pg_dump, dump_section, exclude_args, server_version_num
+from services.common import pgtools
+from services.common.pgdump import (apply_script, dump_flags, dump_section, exclude_args, fit_script, known_settings,
+                                     server_version_num, tolerant_pre_data)
+from services.common.roles import create_roles, needed_roles, role_names, to_create
+from services.execution.dbprivileges import copy_database_privileges
 from services.execution import data
 from services.execution.baseline import rollback
 from services.execution.largeobjects import copy_large_objects
 from services.execution.matviews import refresh_matviews
 from services.execution.postdata import run_statements
 from services.execution.schema import (Statement, foreign_key_tables, parse_post_data, split_qualified,
-                                       tolerant_pre_data, unique_constraint_indexes, unique_via_index)
+                                       unique_constraint_indexes, unique_via_index)
 from services.execution.sequences import copy_sequences
 from services.execution.conns import WorkerConnections, lock_timeout_sql
 from services.execution.units import Unit, parts_for, split
@@ -94,18 +98,22 @@ class ExecutionRun:
         try:
             exporter.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             snapshot = exporter.execute("SELECT pg_export_snapshot()").fetchone()[0]
-            check_pg_dump(server_version_num(exporter))
+            self.tools = pgtools.for_source(server_version_num(exporter))
             all_tables = list_tables(exporter)
             tables = list_tables(exporter, list(self.opts.include), list(self.opts.exclude))
             excluded = exclude_args(all_tables, tables)
-            self._log(f"snapshot {snapshot}: {len(tables)} tables, {self.jobs} jobs, attempt {self.req.attempt or 1}")
+            self._log(f"snapshot {snapshot}: {len(tables)} tables, {self.jobs} jobs, attempt {self.req.attempt or 1}, "
+                      f"{self.tools}")
+            if self.opts.create_roles and "roles" not in self.steps_done:
+                self._roles(exporter)
             # pg_dump of post-data runs while pre-data is applied: both are needed before the copies.
             with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="post-data-dump") as pool:
-                post_script = pool.submit(dump_section, self.source, "post-data", snapshot=snapshot,
-                                          extra_args=excluded)
+                post_script = pool.submit(dump_section, self.source, "post-data", tools=self.tools, snapshot=snapshot,
+                                          extra_args=excluded, **dump_flags(self.opts))
                 if "pre-data" not in self.steps_done:
                     self._pre_data(snapshot, tables, excluded)
                 post = parse_post_data(post_script.result())
+                post.preamble = fit_script(post.preamble, known_settings(self.target))
                 unique_via_index(post, unique_constraint_indexes(exporter))
             self._check_cancel()
             self._data(exporter, snapshot, tables, post)
@@ -129,8 +137,11 @@ class ExecutionRun:
                     self._step("matviews", f"{refresh_matviews(exporter, dst)} materialized views refreshed", t0)
                 if "large-objects" not in self.steps_done:
                     t0 = time.monotonic()
-                    n = copy_large_objects(exporter, lambda: connect(self.target, "target"))
+                    n = copy_large_objects(exporter, lambda: connect(self.target, "target"), **dump_flags(self.opts))
                     self._step("large-objects", f"{n} large objects copied", t0)
+                if "database-privileges" not in self.steps_done and not self.opts.no_privileges:
+                    t0 = time.monotonic()
+                    self._step("database-privileges", copy_database_privileges(exporter, dst), t0)
                 if "analyze" not in self.steps_done:
                     t0 = time.monotonic()
                     rest = [t for t in tables if t.qualified not in self.analyzed]
@@ -171,9 +182,26 @@ class ExecutionRun:
             if self.opts.on_target_not_empty == common_pb2.REPLACE:
                 for t in tables:
                     dst.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(sql.Identifier(t.schema, t.name)))
-        script = dump_section(self.source, "pre-data", snapshot=snapshot, extra_args=excluded)
+        script = dump_section(self.source, "pre-data", tools=self.tools, snapshot=snapshot, extra_args=excluded,
+                              **dump_flags(self.opts))
         apply_script(self.target, tolerant_pre_data(script), "pre-data schema (pg_dump --section=pre-data)")
         self._step("pre-data", "tables, types, functions and views created from pg_dump --section=pre-data", t0)
+
+    def _roles(self, exporter: psycopg.Connection) -> None:
+        """--create-roles: the roles the database needs that the target lacks, before any object names them."""
+        t0 = time.monotonic()
+        with connect(self.target, "target", autocommit=True, application_name="dbmigrate-roles") as dst:
+            todo = to_create(needed_roles(exporter), role_names(dst), self.opts)
+            made = create_roles(exporter, dst, todo)
+        detail = f"{len(made.created)} roles created" + (f": {', '.join(made.created[:20])}" if made.created else "")
+        if made.with_password:
+            detail += f"; {len(made.with_password)} with LOGIN and their password hash from the source"
+        if made.made_nologin:
+            detail += (f"; {len(made.made_nologin)} login roles created NOLOGIN without a password (the source user "
+                       f"may not read password hashes): {', '.join(made.made_nologin[:20])}")
+        if made.attributes_dropped:
+            detail += f"; attributes the target user may not give: {', '.join(made.attributes_dropped[:20])}"
+        self._step("roles", detail, t0)
 
     # ---- data ----
 
@@ -187,7 +215,7 @@ class ExecutionRun:
         pending: dict[str, int] = {}
         todo_of: dict[str, list[Unit]] = {}
         units_of: dict[str, list[Unit]] = {}
-        copied: dict[str, tuple[int, str]] = {}  # unit id -> rows and sha1 of its COPY stream
+        copied: dict[str, tuple[int, str, bool]] = {}  # unit id -> rows, digest and format of its COPY stream
         table_bytes: dict[str, int] = {}
         table_seconds: dict[str, float] = {}  # copy time of the table's units, the check's added
         for t in tables:
@@ -205,6 +233,8 @@ class ExecutionRun:
             units_of[t.qualified] = units
             pending[t.qualified] = len(todo)
         progress: dict[str, list] = {}
+        deferred: set[str] = set()
+        retry: list[Unit] = []
         conns = WorkerConnections(self.source, self.target, snapshot, post.preamble)
 
         # After a table's last unit: each index build and the check are finishing items of their own
@@ -369,10 +399,24 @@ class ExecutionRun:
                     bytes_per_second=rate, rows_per_second=rate * t.row_estimate / total if total else 0.0,
                     eta_seconds=max(total - done_bytes, 0) / rate if rate else 0.0)))
 
-            stats = data.copy_unit(unit, conns, self.source, snapshot, on_bytes=on_bytes, cancel=self.cancel,
-                                   fresh=not self.resuming)
+            try:
+                stats = data.copy_unit(unit, conns, self.source, snapshot, on_bytes=on_bytes, cancel=self.cancel,
+                                       fresh=not self.resuming)
+            except psycopg.errors.CheckViolation as err:
+                # A CHECK constraint may call a function that reads another table (pg_restore fails the
+                # same way when that table comes later): copied again once every other copy is done.
+                with self.lock:
+                    again = unit.id in deferred
+                    deferred.add(unit.id)
+                    progress.pop(t.qualified, None)
+                if again:
+                    raise
+                self._log(f"{unit.id}: {err.diag.message_primary}; copied again after the other tables (a CHECK "
+                          "constraint may read a table not copied yet)", "WARNING")
+                retry.append(unit)
+                return
             with self.lock:
-                copied[unit.id] = (stats.rows, stats.digest)
+                copied[unit.id] = (stats.rows, stats.digest, stats.binary)
                 table_bytes[t.qualified] = table_bytes.get(t.qualified, 0) + stats.bytes
                 table_seconds[t.qualified] = table_seconds.get(t.qualified, 0.0) + stats.seconds
                 self.bytes += stats.bytes
@@ -380,7 +424,7 @@ class ExecutionRun:
                 last = pending[t.qualified] == 0
             self.emit(agents_pb2.ExecutionEvent(table_copied=agents_pb2.TableCopied(
                 unit=unit.id, table=t.qualified, rows=stats.rows, bytes=stats.bytes, seconds=stats.seconds,
-                copy_format="binary" if t.binary_ok else "text", part=unit.part, parts=unit.parts)))
+                copy_format="binary" if stats.binary else "text", part=unit.part, parts=unit.parts)))
             if last:
                 finish(t)
 
@@ -418,6 +462,9 @@ class ExecutionRun:
                     for i in range(self.jobs)]
         for th in threads:
             th.start()
+        copying.join()
+        for unit in retry:  # copies a CHECK constraint refused while other tables were still coming
+            copying.put((1, next(order), copy, unit))
         copying.join()  # every copy done, so every finishing item is queued
         for _ in range(self.jobs):
             copying.put((9, next(order), None, None))

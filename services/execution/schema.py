@@ -152,8 +152,3 @@ def unique_via_index(post: PostData, indexes: dict[tuple[str, str, str], tuple[s
             n += 1
         post.per_table[key] = out
     return n
-
-
-def tolerant_pre_data(script: str) -> str:
-    """Pre-data that also applies over schemas that already exist (the target's empty `public`, say)."""
-    return re.sub(r"^CREATE SCHEMA (?!IF NOT EXISTS)", "CREATE SCHEMA IF NOT EXISTS ", script, flags=re.M)

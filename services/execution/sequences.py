@@ -1,21 +1,37 @@
-"""Sequences (serial and identity included) set to the values they have in the source snapshot."""
+"""Sequences (serial and identity included) set to the position they have in the source snapshot.
+
+The position is last_value and is_called, read from each sequence itself: pg_sequences shows NULL for
+a sequence set with setval(..., false), whose next value is last_value itself. Read and set in
+batches of BATCH sequences, one statement each way per batch.
+"""
 from __future__ import annotations
 
 import psycopg
+from psycopg import sql
+
+BATCH = 500
+
+_SEQUENCES = """SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE c.relkind = 'S' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+                   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                                      AND d.objid = c.oid AND d.deptype = 'e')
+                 ORDER BY 1, 2"""
 
 
 def copy_sequences(source: psycopg.Connection, target: psycopg.Connection) -> int:
     """`source` is inside the snapshot; returns how many sequences were set."""
-    rows = source.execute(
-        "SELECT quote_ident(schemaname) || '.' || quote_ident(sequencename), last_value, start_value FROM pg_sequences "
-        "WHERE schemaname NOT IN ('pg_catalog', 'information_schema')").fetchall()
-    done = 0
-    for name, last_value, start_value in rows:
-        if target.execute("SELECT to_regclass(%s)", (name,)).fetchone()[0] is None:
-            continue  # excluded from the migration
-        if last_value is None:
-            target.execute("SELECT setval(%s::regclass, %s, false)", (name, start_value))
-        else:
-            target.execute("SELECT setval(%s::regclass, %s, true)", (name, last_value))
-        done += 1
-    return done
+    names = [tuple(r) for r in source.execute(_SEQUENCES)]
+    there = {tuple(r) for r in target.execute(_SEQUENCES)}
+    names = [n for n in names if n in there]  # the others are excluded from the migration
+    for i in range(0, len(names), BATCH):
+        batch = names[i:i + BATCH]
+        read = sql.SQL(" UNION ALL ").join(
+            sql.SQL("SELECT {}, last_value, is_called FROM {}").format(sql.Literal(k), sql.Identifier(s, n))
+            for k, (s, n) in enumerate(batch))
+        positions = {k: (v, called) for k, v, called in source.execute(read)}
+        target.execute(sql.SQL("SELECT {}").format(sql.SQL(", ").join(
+            sql.SQL("setval({}::regclass, {}, {})").format(
+                sql.Literal(sql.Identifier(s, n).as_string(target)), sql.Literal(positions[k][0]),
+                sql.Literal(positions[k][1]))
+            for k, (s, n) in enumerate(batch))))
+    return len(names)

@@ -9,7 +9,9 @@ from services.common.catalog import list_tables
 from services.common.errors import FailedPrecondition, InvalidInput
 from services.common.exclusive import PerWorkflow, wait_out
 from services.common.pg import check_connection, connect
-from services.common.pgdump import check_pg_dump, server_version_num
+from services.common import pgtools
+from services.common.pgdump import server_version_num
+from services.common.roles import drop_created, needed_roles, role_names, to_create
 from services.common.server import Service, service_errors
 from services.execution.baseline import inventory, rollback, to_baseline
 from services.execution.runner import ExecutionRun
@@ -30,9 +32,11 @@ def prepare(request: agents_pb2.PrepareRequest) -> agents_pb2.PrepareReply:
         version = server_version_num(src)
         source_version = src.execute("SHOW server_version").fetchone()[0]
         tables = list_tables(src, list(request.options.include), list(request.options.exclude))
-    pg_dump = check_pg_dump(version)
+        needed = needed_roles(src) if request.options.create_roles else []
+    tools = pgtools.for_source(version)
     with connect(request.target, "target", autocommit=True) as dst:
         inv = inventory(dst)
+        roles = role_names(dst)
         existing = set(dst.execute(
             "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')").fetchall())
@@ -43,7 +47,10 @@ def prepare(request: agents_pb2.PrepareRequest) -> agents_pb2.PrepareReply:
             f"the target database {request.target.dbname!r} already has {len(conflicts)} of the source's tables "
             f"({shown}); migrate into an empty database, or create the migration with --replace-target "
             "(on_target_not_empty=REPLACE) to replace them")
-    return agents_pb2.PrepareReply(baseline=to_baseline(inv), pg_dump_version=pg_dump, source_version=source_version)
+    baseline = to_baseline(inv)
+    baseline.roles.extend(sorted(roles))
+    baseline.roles_to_create.extend(r.name for r in to_create(needed, roles, request.options))
+    return agents_pb2.PrepareReply(baseline=baseline, pg_dump_version=tools.text, source_version=source_version)
 
 
 @service_errors(agents_pb2_grpc.ExecutionServicer)
@@ -87,7 +94,9 @@ class ExecutionServicer(agents_pb2_grpc.ExecutionServicer):
 
         def work(cancel):
             with connect(request.target, "target", autocommit=True) as dst:
-                return rollback(dst, request.baseline)
+                dropped = rollback(dst, request.baseline)
+                # Roles --create-roles made: after the objects, so that nothing in this database needs them.
+                return dropped + drop_created(dst, list(request.baseline.roles_to_create), set(request.baseline.roles))
         dropped = await self.running.run(request.workflow_id, work)
         summary = (f"dropped {len(dropped)} objects this migration created; the target is as before"
                    if dropped else "nothing to drop: the target already matches its state before the migration")

@@ -37,7 +37,7 @@ def verify_table_on(table: Table, src: psycopg.Connection, dst: psycopg.Connecti
     """Row count and checksum of both sides on a worker's own connections (src inside the snapshot),
     both scans at once; equal count and sum = verified."""
     t0 = time.monotonic()
-    columns = table.all_columns
+    columns = table.typed_columns
     out: dict[str, Checksum | BaseException] = {}
 
     def source_side():
@@ -86,7 +86,7 @@ def target_stream(dst: psycopg.Connection, table: Table, where: sql.Composable |
     return max(rows, 0), digest.hexdigest()
 
 
-def verify_by_stream(table: Table, units: list, copied: dict[str, tuple[int, str]], dst: psycopg.Connection,
+def verify_by_stream(table: Table, units: list, copied: dict[str, tuple[int, str, bool]], dst: psycopg.Connection,
                      target: common_pb2.Connection | None = None, settings: tuple[str, ...] = (),
                      cancel: threading.Event | None = None) -> common_pb2.TableResult | None:
     """Proves a table from the copy streams: the digest of each unit's COPY stream as it left the source
@@ -109,9 +109,8 @@ def verify_by_stream(table: Table, units: list, copied: dict[str, tuple[int, str
     for unit in units:
         if unit.id not in copied:
             return None
-        rows, digest = copied[unit.id]
-        t_rows, t_digest = target_stream(dst, table, unit.where, table.binary_ok, unit.order_by, via_psql, settings,
-                                         cancel)
+        rows, digest, binary = copied[unit.id]
+        t_rows, t_digest = target_stream(dst, table, unit.where, binary, unit.order_by, via_psql, settings, cancel)
         if t_rows is None and t_digest == digest:
             t_rows = rows
         if (t_rows, t_digest) != (rows, digest):
@@ -123,4 +122,5 @@ def verify_by_stream(table: Table, units: list, copied: dict[str, tuple[int, str
         table=table.qualified, source_rows=src_rows, target_rows=dst_rows,
         source_checksum=f"{src_rows}:{STREAM_HASH}:{whole_src.hexdigest()}",
         target_checksum=f"{dst_rows}:{STREAM_HASH}:{whole_dst.hexdigest()}",
-        verified=True, seconds=time.monotonic() - t0, copy_format="binary" if table.binary_ok else "text")
+        verified=True, seconds=time.monotonic() - t0,
+        copy_format="binary" if all(copied[u.id][2] for u in units) else "text")

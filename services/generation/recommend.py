@@ -16,7 +16,7 @@ def _duration(seconds: float) -> str:
 
 def validation_findings(validation: common_pb2.ValidationReport) -> list[common_pb2.Finding]:
     out = list(validation.findings)
-    if not validation.passed and not any(f.severity == common_pb2.BLOCKER for f in out):
+    if not validation.passed and not validation.skipped and not any(f.severity == common_pb2.BLOCKER for f in out):
         failed = [t for t in validation.tables if not t.passed]
         out.append(common_pb2.Finding(
             code="VALIDATION_FAILED", severity=common_pb2.BLOCKER,

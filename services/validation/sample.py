@@ -24,37 +24,22 @@ from services.common.checksum import row_expression, table_checksum
 from services.common.copy import copy_in_sql, copy_into, copy_out_sql
 from services.common.errors import Cancelled, DBMigrateError, DatabaseError, FailedPrecondition
 from services.common.pg import connect, is_transient
-from services.common.pgdump import apply_script, dump_section, exclude_args
-from services.execution.schema import tolerant_pre_data
+from services.common import pgtools
+from services.common.pgdump import DependencyLoop, apply_script, dump_flags, dump_section, exclude_args, server_version_num, tolerant_pre_data
+from services.common.roles import needed_roles, role_names, to_create
+from services.validation.scratch import create_scratch, drop_scratch, scratch_name
 from services.execution.verify import source_in_snapshot
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SAMPLE_ROWS = 10_000
-SCRATCH_PREFIX = "dbmigrate_scratch_"
-
-
-def scratch_name(workflow_id: str) -> str:
-    """One scratch database per workflow, so a retried validation finds and drops its leftover."""
-    tag = re.sub(r"[^a-z0-9_]", "_", (workflow_id or "adhoc").lower())[:40]
-    return SCRATCH_PREFIX + tag
-
-
-def drop_scratch(admin: psycopg.Connection, name: str) -> None:
-    admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-def create_scratch(admin: psycopg.Connection, name: str) -> None:
-    enc, collate, ctype = admin.execute(
-        "SELECT pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database "
-        "WHERE datname = current_database()").fetchone()
-    try:
-        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}").format(
-            sql.Identifier(name), sql.Literal(enc), sql.Literal(collate), sql.Literal(ctype)))
-    except psycopg.errors.InsufficientPrivilege:
-        raise FailedPrecondition(
-            f"the target user cannot create the scratch database {name} for the sample test migration: "
-            "grant it CREATEDB (ALTER ROLE ... CREATEDB) or run the migration as a user that has it") from None
+_COLUMN_ORDER = """SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname),
+                         string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum)
+                    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                    JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                   WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+                     AND n.nspname NOT LIKE 'pg\\_%'
+                   GROUP BY 1"""
 
 
 def sample_where(table: Table, sample_rows: int) -> tuple[sql.Composable | None, bool]:
@@ -92,15 +77,30 @@ class Sampler:
 
     def run(self) -> common_pb2.ValidationReport:
         t_start = time.monotonic()
+        blockers = [f for f in self.req.discovery.findings if f.severity == common_pb2.BLOCKER]
+        if blockers:
+            # The sample would only meet what discovery already named (a downgrade, a missing
+            # extension, a non-empty target), with the server's own error instead of the remedy.
+            names = ", ".join(sorted({f.code for f in blockers}))
+            return common_pb2.ValidationReport(passed=False, skipped=True, summary=(
+                f"The sample test migration was not run: discovery found {len(blockers)} blocking "
+                f"finding{'s' if len(blockers) > 1 else ''} ({names}) that the migration must not go past."))
         with connect(self.req.target, "target", autocommit=True, application_name="dbmigrate-validation") as admin:
             drop_scratch(admin, self.scratch.dbname)  # left by an interrupted run of the same workflow
             exporter = connect(self.req.source, "source", application_name="dbmigrate-validation")
             try:
                 exporter.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
                 snapshot = exporter.execute("SELECT pg_export_snapshot()").fetchone()[0]
+                self.tools = pgtools.for_source(server_version_num(exporter))
+                self.flags = dump_flags(self.opts)
+                self.roles_to_create = {r.name for r in to_create(needed_roles(exporter), role_names(admin), self.opts)}
+                if self.roles_to_create:
+                    # --create-roles makes them only once approved: the sample's schema goes without
+                    # owners and privileges (the migration carries them).
+                    self.flags = {"owners": False, "privileges": False}
                 all_tables = list_tables(exporter)
                 tables = list_tables(exporter, list(self.opts.include), list(self.opts.exclude))
-                create_scratch(admin, self.scratch.dbname)
+                create_scratch(admin, self.scratch.dbname, "the sample test migration")
                 try:
                     report = self._validate(snapshot, all_tables, tables)
                 finally:
@@ -114,7 +114,17 @@ class Sampler:
 
     def _validate(self, snapshot: str, all_tables: list[Table], tables: list[Table]) -> common_pb2.ValidationReport:
         findings: list[common_pb2.Finding] = []
-        script = dump_section(self.req.source, "pre-data", snapshot=snapshot, extra_args=exclude_args(all_tables, tables))
+        try:
+            script = dump_section(self.req.source, "pre-data", tools=self.tools, snapshot=snapshot,
+                                  extra_args=exclude_args(all_tables, tables), **self.flags)
+        except DependencyLoop as err:
+            findings.append(common_pb2.Finding(
+                code="DEPENDENCY_LOOP", severity=common_pb2.BLOCKER, object=", ".join(err.items) or "schema",
+                message=err.message,
+                remedy="break the loop on the source (for example drop one function's DEFAULT that calls the other, "
+                       "then set it again on the target after the migration), and start a new migration"))
+            return common_pb2.ValidationReport(passed=False, findings=findings, summary=(
+                "The sample test migration failed before any data was copied: " + err.message))
         try:
             apply_script(self.scratch, tolerant_pre_data(script), "pre-data schema (pg_dump --section=pre-data)")
         except DatabaseError as err:
@@ -127,10 +137,16 @@ class Sampler:
             return common_pb2.ValidationReport(passed=False, findings=findings, summary=(
                 "The sample test migration failed before any data was copied: the schema could not be "
                 f"created on the target server ({err.message})."))
+        findings += self._column_order(snapshot)
         results: list[common_pb2.TableValidation] = []
+        self.check_failed: set[str] = set()
         with concurrent.futures.ThreadPoolExecutor(self.jobs, thread_name_prefix="validate") as pool:
             for r in pool.map(lambda t: self._table(t, snapshot), sorted(tables, key=lambda t: -t.bytes)):
                 results.append(r)
+        # A CHECK constraint may call a function that reads another table: those copies again, once
+        # every other sample is in (the migration does the same).
+        again = {t.qualified: t for t in tables if t.qualified in self.check_failed}
+        results = [self._table(again[r.table], snapshot) if r.table in again else r for r in results]
         results.sort(key=lambda r: r.table)
         failed = [r for r in results if not r.passed]
         for r in failed:
@@ -160,6 +176,27 @@ class Sampler:
         return common_pb2.ValidationReport(passed=not failed, tables=results, rows_per_second=rps, bytes_per_second=bps,
                                            findings=findings, summary=summary)
 
+    def _column_order(self, snapshot: str) -> list[common_pb2.Finding]:
+        """Tables whose columns the restored schema has in another order than the source: pg_dump
+        recreates an inheritance child with its parents' columns first (CREATE TABLE ... INHERITS),
+        so a column added to a parent after the child was made moves."""
+        with source_in_snapshot(self.req.source, snapshot, "dbmigrate-validation") as src, \
+                connect(self.scratch, "target", application_name="dbmigrate-validation") as dst:
+            source, scratch = (dict(c.execute(_COLUMN_ORDER).fetchall()) for c in (src, dst))
+        out = []
+        for table, order in sorted(source.items()):
+            there = scratch.get(table)
+            if there is not None and there != order:
+                out.append(common_pb2.Finding(
+                    code="COLUMN_ORDER_CHANGES", severity=common_pb2.HIGH, object=table,
+                    message=f"the target gets the columns of {table} in another order (pg_dump recreates an "
+                            f"inheritance child with its parents' columns first): source ({order}), target "
+                            f"({there}). The data is copied by column name; SELECT * and INSERT without a "
+                            "column list see the new order",
+                    remedy="accept the new order (the final verification notes it), or recreate the table on the "
+                           "source with its columns in the order above before migrating"))
+        return out
+
     def _table(self, table: Table, snapshot: str) -> common_pb2.TableValidation:
         if self.cancel.is_set():
             raise Cancelled("the validation was cancelled")
@@ -173,6 +210,20 @@ class Sampler:
                 if is_transient(err) and attempt < 2:
                     time.sleep(0.5 * 2 ** attempt)
                     continue
+                if binary and not isinstance(err, psycopg.errors.IntegrityError):
+                    # The target refused a value's binary form; the migration copies such a table as text.
+                    binary = False
+                    out.copy_format = "text"
+                    continue
+                if isinstance(err, psycopg.errors.CheckViolation):
+                    self.check_failed.add(table.qualified)
+                missing = re.search(r'role "((?:[^"]|"")+)" does not exist', str(err))
+                if missing and missing.group(1).replace('""', '"') in self.roles_to_create:
+                    # A regrole value names a role --create-roles makes once approved: not sampled.
+                    out.passed, out.rows_sampled = True, 0
+                    out.reason = (f"not sampled: its values name role {missing.group(1)}, which --create-roles "
+                                  "creates when the migration runs")
+                    return out
                 out.passed, out.reason = False, f"copy failed: {str(err).strip().splitlines()[0]}"
                 return out
             except DBMigrateError as err:
@@ -191,9 +242,9 @@ class Sampler:
             dst.commit()
             columns = table.all_columns
             with source_in_snapshot(self.req.source, snapshot, "dbmigrate-validation") as src:
-                s_sum = table_checksum(src, table.schema, table.name, columns, where=where)
+                s_sum = table_checksum(src, table.schema, table.name, table.typed_columns, where=where)
                 s_rows = row_hashes(src, table.schema, table.name, columns, where)
-            t_sum = table_checksum(dst, table.schema, table.name, columns)
+            t_sum = table_checksum(dst, table.schema, table.name, table.typed_columns)
             t_rows = row_hashes(dst, table.schema, table.name, columns, None)
         out.rows_sampled = stats.rows
         out.bytes = stats.bytes

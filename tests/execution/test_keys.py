@@ -2,6 +2,9 @@
 and a resumed attempt finishes a key whose index an interrupted one had built."""
 from __future__ import annotations
 
+import psycopg
+
+from services.common import pgtools
 from services.common.pg import parse_url
 from services.common.pgdump import apply_script, dump_section
 from services.execution.postdata import run_statements
@@ -28,8 +31,10 @@ def test_keys_are_split_into_index_and_attach_and_a_resume_finishes_them(new_dat
     src, dst = new_database("ksrc"), new_database("kdst")
     src.execute(DDL)
     source, target = parse_url(src.url), parse_url(dst.url)
-    apply_script(target, dump_section(source, "pre-data"))
-    post = parse_post_data(dump_section(source, "post-data"))
+    with psycopg.connect(src.url) as c:
+        tools = pgtools.for_source(c.info.server_version)
+    apply_script(target, dump_section(source, "pre-data", tools=tools))
+    post = parse_post_data(dump_section(source, "post-data", tools=tools))
     with src.connect() as c:
         assert unique_via_index(post, unique_constraint_indexes(c)) == 2  # the exclusion constraint stays whole
     (statements,) = post.per_table.values()

@@ -31,7 +31,7 @@ def test_the_stream_proves_an_exact_copy_and_a_changed_row_is_not_assumed_away(n
             d.execute("TRUNCATE public.t")
             stats = copy_direct(s, d, copy_out_sql(table, binary=table.binary_ok),
                                 copy_in_sql("public", "t", table.copy_columns, binary=table.binary_ok))
-        copied = {unit.id: (stats.rows, stats.digest)}
+        copied = {unit.id: (stats.rows, stats.digest, table.binary_ok)}
         d.commit()
         result = verify_by_stream(table, [unit], copied, d)
         assert result is not None and result.verified and result.source_rows == result.target_rows == 5000

@@ -10,7 +10,8 @@ from pathlib import Path
 
 
 from dbmigrate.v1 import agents_pb2, common_pb2
-from services.validation.sample import scratch_name, validate
+from services.validation.sample import validate
+from services.validation.scratch import scratch_name
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "awkward.sql"
 RELATIONS = "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace " \

@@ -10,8 +10,11 @@ SELECT current_setting('server_version')                       AS version,
        -- datlocprovider, daticulocale and datcollversion exist from PostgreSQL 15 on: read them
        -- through to_jsonb so that an older server answers NULL (libc) instead of an error.
        CASE coalesce(to_jsonb(d) ->> 'datlocprovider', 'c') WHEN 'c' THEN 'libc' WHEN 'i' THEN 'icu'
-            ELSE to_jsonb(d) ->> 'datlocprovider' END        AS collation_provider,
-       to_jsonb(d) ->> 'daticulocale'                          AS icu_locale,
+            WHEN 'b' THEN 'builtin' ELSE to_jsonb(d) ->> 'datlocprovider' END AS collation_provider,
+       -- daticulocale in 15 and 16, datlocale from 17 on
+       coalesce(to_jsonb(d) ->> 'datlocale', to_jsonb(d) ->> 'daticulocale') AS icu_locale,
+       -- initdb makes und-x-icu only on a server built with ICU
+       EXISTS (SELECT 1 FROM pg_collation WHERE collname = 'und-x-icu') AS icu_supported,
        to_jsonb(d) ->> 'datcollversion'                        AS collation_version,
        pg_database_size(d.oid)                                 AS size_bytes,
        pg_get_userbyid(d.datdba)                               AS database_owner,
