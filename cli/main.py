@@ -123,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="leave what was copied in place when the migration fails (default: roll back)")
         c.add_argument("--skip-final-verify", action="store_true",
                        help="skip the whole-database comparison after the copy (tables are still verified)")
+        c.add_argument("--create-roles", action="store_true",
+                       help="create the roles the database needs (owners, grantees, policy roles) that the target lacks")
+        c.add_argument("--no-owner", action="store_true",
+                       help="objects belong to the target user instead of their owners (recorded as a finding)")
+        c.add_argument("--no-privileges", action="store_true",
+                       help="leave GRANT/REVOKE and default privileges out (recorded as a finding)")
 
     c = command("create", "create a migration and print its id")
     migration_options(c)
@@ -193,7 +199,8 @@ def _create_request(args, start: bool) -> C.CreateMigrationRequest:
     options = common_pb2.MigrationOptions(
         jobs=args.jobs, include=args.include, exclude=args.exclude, split_threshold_bytes=args.split_threshold,
         sample_rows=args.sample_rows, keep_target_on_failure=args.keep_target_on_failure,
-        skip_final_verify=args.skip_final_verify,
+        skip_final_verify=args.skip_final_verify, create_roles=args.create_roles, no_owner=args.no_owner,
+        no_privileges=args.no_privileges,
         on_target_not_empty=common_pb2.REPLACE if args.replace_target else common_pb2.REFUSE)
     advisor = common_pb2.AdvisorConfig(kind=common_pb2.RULES, timeout_seconds=args.advisor_timeout)
     if args.advisor == "h2ogpte":

@@ -68,7 +68,8 @@ CONFIGURE = {
             "split_threshold_bytes": {"type": "integer", "minimum": 0},
             "on_target_not_empty": {"type": "string", "enum": ["refuse", "replace"]},
             "sample_rows": {"type": "integer", "minimum": 0},
-            "keep_target_on_failure": {"type": "boolean"}, "skip_final_verify": {"type": "boolean"}}},
+            "keep_target_on_failure": {"type": "boolean"}, "skip_final_verify": {"type": "boolean"},
+            "create_roles": {"type": "boolean"}, "no_owner": {"type": "boolean"}, "no_privileges": {"type": "boolean"}}},
     },
 }
 

@@ -83,4 +83,78 @@ def rollback(c: psycopg.Connection, baseline: common_pb2.TargetBaseline) -> list
         for oid in sorted(inventory(c).get("large_object", set()) - before["large_object"], key=int):
             c.execute("SELECT lo_unlink(%s::oid)", (int(oid),))
             dropped.append(f"large object {oid}")
+        known = {k: set(v) for k, v in baseline.details.items()} if baseline.HasField("details") else {}
+        now = inventory(c)
+        for kind, statement in _DROP_OTHER.items():
+            for name in sorted(now.get(kind, set()) - known.get(kind, set())):
+                c.execute(sql.SQL(statement.format(name)))
+                dropped.append(f"{kind.replace('_', ' ')} {name}")
+        if "default_acl" in known or "database_privilege" in known:  # baselines from before had neither
+            dropped += _restore_default_privileges(c, known.get("default_acl", set()), now.get("default_acl", set()))
+            dropped += _restore_database_privileges(c, known.get("database_privilege", set()))
     return dropped
+
+
+# Objects outside the dropped schemas, or in schemas the target had before (public).
+_DROP_OTHER = {
+    "event_trigger": "DROP EVENT TRIGGER IF EXISTS {}",
+    "foreign_server": "DROP SERVER IF EXISTS {} CASCADE",
+    "operator": "DROP OPERATOR IF EXISTS {} CASCADE",
+    "collation": "DROP COLLATION IF EXISTS {} CASCADE",
+    "text_search_configuration": "DROP TEXT SEARCH CONFIGURATION IF EXISTS {} CASCADE",
+    "text_search_dictionary": "DROP TEXT SEARCH DICTIONARY IF EXISTS {} CASCADE",
+}
+_DEFAULT_KINDS = {"r": ("TABLES", "r"), "S": ("SEQUENCES", "s"), "f": ("FUNCTIONS", "f"), "T": ("TYPES", "T"),
+                  "n": ("SCHEMAS", "n")}
+_EXPLODE = """SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END,
+                     a.privilege_type, a.is_grantable FROM aclexplode({}) a"""
+
+
+def _restore_default_privileges(c: psycopg.Connection, before: set[str], now: set[str]) -> list[str]:
+    """ALTER DEFAULT PRIVILEGES back to what the target had: an entry the migration made goes back to
+    PostgreSQL's default (nothing in a schema; the owner's own elsewhere), a changed one to before."""
+    def entries(items: set[str]) -> dict[tuple[str, str, str], str]:
+        out = {}
+        for item in items:
+            role, schema, objtype, acl = item.split("|", 3)
+            out[(role, schema, objtype)] = acl
+        return out
+
+    was, have, done = entries(before), entries(now), []
+    for (role, schema, objtype), acl in sorted(have.items()):
+        if was.get((role, schema, objtype)) == acl or objtype not in _DEFAULT_KINDS:
+            continue
+        word, code = _DEFAULT_KINDS[objtype]
+        current = set(c.execute(sql.SQL(_EXPLODE.format("%s::aclitem[]")), (acl,)).fetchall())
+        if (role, schema, objtype) in was:
+            wanted = set(c.execute(sql.SQL(_EXPLODE.format("%s::aclitem[]")), (was[(role, schema, objtype)],)))
+        elif schema:
+            wanted = set()
+        else:
+            wanted = set(c.execute(sql.SQL(_EXPLODE.format("acldefault(%s, %s::regrole)")), (code, role)))
+        where = sql.SQL("FOR ROLE {}{}").format(sql.SQL(role), sql.SQL(f" IN SCHEMA {schema}" if schema else ""))
+        for grantee, privilege, _ in sorted(current - wanted):
+            c.execute(sql.SQL("ALTER DEFAULT PRIVILEGES {} REVOKE {} ON {} FROM {}").format(
+                where, sql.SQL(privilege), sql.SQL(word), sql.SQL(grantee)))
+        for grantee, privilege, grantable in sorted(wanted - current):
+            c.execute(sql.SQL("ALTER DEFAULT PRIVILEGES {} GRANT {} ON {} TO {}{}").format(
+                where, sql.SQL(privilege), sql.SQL(word), sql.SQL(grantee),
+                sql.SQL(" WITH GRANT OPTION" if grantable else "")))
+        done.append(f"default privileges for role {role}" + (f" in schema {schema}" if schema else "") + f" on {word.lower()}")
+    return done
+
+
+def _restore_database_privileges(c: psycopg.Connection, before: set[str]) -> list[str]:
+    """The target database's own privileges back to what they were."""
+    from services.execution.dbprivileges import database_grants
+    was = {(g, p, x == "true") for g, p, x in (item.split("|") for item in before)}
+    now = database_grants(c)
+    db = sql.Identifier(c.info.dbname)
+    for grantee, privilege, _ in sorted(now - was):
+        c.execute(sql.SQL("REVOKE {} ON DATABASE {} FROM {}").format(
+            sql.SQL(privilege), db, sql.SQL("PUBLIC") if grantee == "" else sql.Identifier(grantee)))
+    for grantee, privilege, grantable in sorted(was - now):
+        c.execute(sql.SQL("GRANT {} ON DATABASE {} TO {}{}").format(
+            sql.SQL(privilege), db, sql.SQL("PUBLIC") if grantee == "" else sql.Identifier(grantee),
+            sql.SQL(" WITH GRANT OPTION" if grantable else "")))
+    return ["the database's own privileges, as before"] if now != was else []

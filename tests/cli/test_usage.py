@@ -25,7 +25,7 @@ def test_create_help_shows_the_operator_options():
     assert r.code == 0
     for option in ("--source", "--target", "--advisor", "--jobs", "--include", "--exclude", "--name",
                    "--split-threshold", "--replace-target", "--advisor-address", "--advisor-model",
-                   "--keep-target-on-failure"):
+                   "--keep-target-on-failure", "--create-roles", "--no-owner", "--no-privileges"):
         assert option in r.out
     assert "--api-key" not in r.out  # the key is never a flag
 

@@ -135,6 +135,14 @@ def test_deny_needs_a_reason_and_reset_cancels_only_what_has_not_ended(client):
     assert wait_phase(client, other, {"CANCELLED"})["steps"][3]["state"] == "cancelled"
 
 
+def test_the_roles_and_privileges_choices_reach_the_migration(client):
+    m = configure(client, options={"create_roles": True, "no_owner": True, "no_privileges": False}).json()
+    assert m["options"]["create_roles"] is True and m["options"]["no_owner"] is True
+    assert m["options"]["no_privileges"] is False
+    assert "must be a boolean" in error_of(configure(client, options={"no_owner": "yes"}), 400) or \
+        "no_owner" in error_of(configure(client, options={"no_owner": "yes"}), 400)
+
+
 def test_bad_input_gets_400_with_what_to_fix(client):
     assert "not valid JSON" in error_of(client.post("/api/configure", content=b"{nope"), 400)
     assert "JSON object" in error_of(client.post("/api/configure", json=[1, 2]), 400)

@@ -224,6 +224,9 @@ async function submitConfig(start) {
       exclude: splitPatterns($("f-exclude").value),
       on_target_not_empty: $("f-nonempty").value,
       keep_target_on_failure: $("f-keep").checked,
+      create_roles: $("f-create-roles").checked,
+      no_owner: $("f-no-owner").checked,
+      no_privileges: $("f-no-privileges").checked,
     },
     start,
   };

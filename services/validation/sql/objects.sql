@@ -51,7 +51,8 @@ WITH rels AS (
                         WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e')
 )
 -- tables (ordinary and partitioned)
-SELECT 'table' AS kind, r.nspname AS schema, r.relname AS relation, r.relname AS name,
+-- (text, not name: a union of name columns would cut every row's names to 63 bytes)
+SELECT 'table' AS kind, r.nspname::text AS schema, r.relname::text AS relation, r.relname::text AS name,
        CASE r.relkind WHEN 'p' THEN 'partitioned table' ELSE 'table' END
        || CASE r.relpersistence WHEN 'u' THEN ', unlogged' ELSE '' END
        || CASE WHEN r.relrowsecurity THEN ', row level security' ELSE '' END
