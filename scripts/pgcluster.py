@@ -10,6 +10,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -109,3 +110,21 @@ class Cluster:
     def remove(self) -> None:
         self.stop("immediate")
         shutil.rmtree(self.home, ignore_errors=True)
+
+
+def main(argv: list[str]) -> int:
+    """python -m scripts.pgcluster stop|start|status DIR [PORT]: the demo's and the bench's servers."""
+    if len(argv) < 2 or argv[0] not in ("stop", "start", "status"):
+        print("usage: python -m scripts.pgcluster stop|start|status DIR [PORT]", file=sys.stderr)
+        return 2
+    cluster = Cluster(Path(argv[1]), int(argv[2]) if len(argv) > 2 else 55418)
+    if argv[0] == "stop":
+        cluster.stop()
+    elif argv[0] == "start":
+        cluster.start()
+    print(f"{cluster.data}: {'running' if cluster.running() else 'stopped'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -12,11 +12,12 @@ from tests.fixtures.nats import free_port
 from tests.fixtures.pg import drop_database
 
 
-def test_demo_builds_the_sample_starts_the_stack_and_migrates_it_verified(pg_admin_url, nats_url, tmp_path):
+def test_demo_builds_the_sample_starts_the_stack_and_migrates_it_verified(pg_admin_url, pg18, nats_url, tmp_path):
     suffix = uuid.uuid4().hex[:8]
     source, target = f"dbm_demo_src_{suffix}", f"dbm_demo_dst_{suffix}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("DBMIGRATE_")}
-    env.update({"DBMIGRATE_DEMO_PG": pg_admin_url, "DBMIGRATE_DEMO_SOURCE_DB": source,
+    # From the local PostgreSQL 15 to another server, of major version 18.
+    env.update({"DBMIGRATE_DEMO_PG": pg_admin_url, "DBMIGRATE_DEMO_TARGET_PG": pg18.url, "DBMIGRATE_DEMO_SOURCE_DB": source,
                 "DBMIGRATE_DEMO_TARGET_DB": target, "DBMIGRATE_DEMO_SCALE": "0.02",
                 "DBMIGRATE_DATA_DIR": str(tmp_path), "DBMIGRATE_NATS_URL": nats_url})
     for name in ("coordinator", "discovery", "validation", "generation", "execution", "web"):
@@ -31,12 +32,12 @@ def test_demo_builds_the_sample_starts_the_stack_and_migrates_it_verified(pg_adm
         assert "COMPLETED and verified" in p.stdout and "== verification" in p.stdout
         assert "Stopping the services the demo started" in p.stdout
         counts = []
-        for db in (source, target):
-            with psycopg.connect(psycopg.conninfo.make_conninfo(pg_admin_url, dbname=db)) as c:
+        for admin, db in ((pg_admin_url, source), (pg18.url, target)):
+            with psycopg.connect(psycopg.conninfo.make_conninfo(admin, dbname=db)) as c:
                 counts.append(c.execute("SELECT (SELECT count(*) FROM sales.order_items), "
                                         "(SELECT count(*) FROM audit.\"login attempts\"), "
                                         "(SELECT sum(total) FROM sales.orders)").fetchone())
         assert counts[0] == counts[1] and counts[0][0] == 4000
     finally:
-        for db in (source, target):
-            drop_database(pg_admin_url, db)
+        drop_database(pg_admin_url, source)
+        drop_database(pg18.url, target)
