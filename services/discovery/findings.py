@@ -110,6 +110,7 @@ def find(source_inv: dict, target_inv: dict, options, pg_dump_version: tuple | N
     _tables(out, tables, src, options)
     _roles(out, source_inv, target_inv, options)
     _choices(out, source_inv, options)
+    _database_privileges(out, src, tgt, options)
     _requirements(out, source_inv, target_inv, names)
     _objects(out, source_inv, names)
     _traffic(out, source_inv)
@@ -424,6 +425,17 @@ def _roles(out: _Findings, source_inv: dict, target_inv: dict, options) -> None:
                     "so it cannot make them the owners of the objects they own in the source",
                     "migrate as a superuser, GRANT those roles to the target user, or create the migration with "
                     "--no-owner (objects then belong to the target user)")
+
+
+def _database_privileges(out: _Findings, src: dict, tgt: dict, options) -> None:
+    if (options is None or not options.no_privileges) and src.get("database_privileges_set") \
+            and tgt and tgt.get("can_set_database_privileges") is False:
+        out.add("DATABASE_PRIVILEGES_NOT_SET", MEDIUM, f"database {tgt.get('database')}",
+                f"the source database has privileges of its own (CONNECT, CREATE, TEMPORARY grants) and the target "
+                f"user {tgt.get('current_user')!r} neither owns the target database nor is a superuser, so they "
+                "cannot be set there; the execution report names them",
+                "migrate as the target database's owner or a superuser, or set them on the target afterwards "
+                "(GRANT ... ON DATABASE)")
 
 
 def _choices(out: _Findings, source_inv: dict, options) -> None:

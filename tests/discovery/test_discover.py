@@ -538,3 +538,23 @@ def test_a_source_newer_than_every_installed_pg_dump_is_refused_clearly():
     with pytest.raises(FailedPrecondition) as err:
         pgtools.for_source((newest.major + 1) * 10000)
     assert f"PostgreSQL {newest.major + 1}" in err.value.message and "install postgresql-client" in err.value.message
+
+
+def test_database_privileges_the_target_user_cannot_set_are_named():
+    s = inv(tables=[table("a")], server=server(database_privileges_set=True))
+    t = inv(server=server(started_at="x", can_set_database_privileges=False, is_superuser=False,
+                          can_create_schema=True))
+    f = by_code(find(s, t, OPTS, DUMP, {}), "DATABASE_PRIVILEGES_NOT_SET")
+    assert f and f[0].severity == common_pb2.MEDIUM and "GRANT ... ON DATABASE" in f[0].remedy
+    opts = common_pb2.MigrationOptions(jobs=4, no_privileges=True)
+    assert not by_code(find(s, t, opts, DUMP, {}), "DATABASE_PRIVILEGES_NOT_SET")
+
+
+def test_a_target_user_that_cannot_hand_objects_to_their_owners_is_a_blocker():
+    s = inv(roles_needed=[role("app_owner", "owner", owned=3)])
+    t = inv(server=server(started_at="x", is_superuser=False, can_create_schema=True),
+            roles=[{"name": "app_owner", "superuser": False, "can_login": False, "current_user_is_member": False}])
+    f = by_code(find(s, t, OPTS, DUMP, {}), "OWNER_NOT_SETTABLE")
+    assert f and f[0].severity == common_pb2.BLOCKER and "--no-owner" in f[0].remedy
+    t["roles"][0]["current_user_is_member"] = True
+    assert not by_code(find(s, t, OPTS, DUMP, {}), "OWNER_NOT_SETTABLE")

@@ -33,6 +33,8 @@ SELECT current_setting('server_version')                       AS version,
        r.rolcreaterole                                         AS can_create_role,
        r.rolbypassrls                                          AS bypass_rls,
        has_database_privilege(d.oid, 'CREATE')                 AS can_create_schema,
+       d.datacl IS NOT NULL                                    AS database_privileges_set,
+       r.rolsuper OR pg_has_role(d.datdba, 'MEMBER')           AS can_set_database_privileges,
        (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::int
                                                                AS connections
   FROM pg_database d, pg_roles r
