@@ -334,6 +334,9 @@ def cmd_migrate(coord: Coordinator, args) -> int:
         print()
         print(render.verification(report.verification) if report.HasField("verification")
               else render.execution(report.execution))
+        if m.timings:
+            print()
+            print(render.timings(m.timings))
     if ok:
         say(f"migration {m.id} COMPLETED and verified")
         return EXIT_OK

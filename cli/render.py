@@ -203,6 +203,14 @@ def verification(r: common_pb2.VerifyReport) -> str:
     return "\n".join(lines)
 
 
+def timings(rows) -> str:
+    """Where the time went (Migration.timings / Report.timings), one phase a line."""
+    lines = ["== timings"]
+    for t in rows:
+        lines.append(f"  {t.phase:40s} {t.seconds:9.2f} s")
+    return "\n".join(lines)
+
+
 RENDERERS = {"discovery": discovery, "validation": validation, "generation": generation,
              "execution": execution, "verification": verification}
 
@@ -218,4 +226,6 @@ def report(r: coordinator_pb2.Report, agent: str = "") -> str:
             parts.append(f"== {name}\nno {name} report yet")
     if not parts:
         return f"no reports yet for migration {r.id}; they appear as its phases complete"
+    if not agent and r.timings:
+        parts.append(timings(r.timings))
     return "\n\n".join(parts)

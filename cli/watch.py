@@ -278,35 +278,64 @@ class EventPrinter:
         return f"ROLLBACK FAILED: {e.error}"
 
 
+# How long a broken event stream is retried while the coordinator does not answer at all.
+RECONNECT_SECONDS = 120.0
+# Stream failures that are the transport's (a restart, a proxy, a cut connection), not an answer.
+_TRANSPORT = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN,
+              grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.ABORTED, grpc.StatusCode.DEADLINE_EXCEEDED}
+
+
+def _answering(coord: Coordinator, wid: str, printer: EventPrinter, why: str) -> coordinator_pb2.Migration:
+    """The migration, once the coordinator answers again; a CliError only after RECONNECT_SECONDS
+    without any answer (it says the coordinator is unreachable only when it is)."""
+    printer.line(f"event stream interrupted ({why}); reconnecting")
+    deadline = time.monotonic() + RECONNECT_SECONDS
+    while True:
+        try:
+            return coord.stub.GetMigration(coordinator_pb2.MigrationRef(id=wid), timeout=10)
+        except grpc.RpcError as err:
+            if err.code() not in _TRANSPORT or time.monotonic() > deadline:
+                raise coord.translate(err) from None
+            time.sleep(1.0)
+
+
 def follow(coord: Coordinator, wid: str, printer: EventPrinter, *, from_seq: int = 0,
            stop_at_approval: bool = True) -> coordinator_pb2.Migration:
-    """Prints the events of `wid` after `from_seq` and follows live ones until the migration settles."""
+    """Prints the events of `wid` after `from_seq` and follows live ones until the migration settles.
+    A stream that breaks is opened again from the last event printed, so nothing is missed or twice."""
+    last = from_seq
     m = coord.call("GetMigration", coordinator_pb2.MigrationRef(id=wid))
-    settled = is_settled(m, stop_at_approval)
-    stream = coord.stream("WatchEvents", coordinator_pb2.WatchEventsRequest(
-        workflow_id=wid, from_seq=from_seq, follow=not settled))
-    caught_up = m.last_seq
-    stop_at = None  # the state settled at this sequence; print the events up to it, then stop
     try:
-        for ev in stream:
-            printer.event(ev)
-            if stop_at is None and not settled and ev.seq >= caught_up and \
-                    ev.WhichOneof("payload") in _PHASE_EVENTS:
-                m = coord.call("GetMigration", coordinator_pb2.MigrationRef(id=wid))
-                if is_settled(m, stop_at_approval):
-                    stop_at = m.last_seq
-            if stop_at is not None and ev.seq >= stop_at:
-                stream.cancel()
-                break
-    except grpc.RpcError as err:
-        if err.code() != grpc.StatusCode.CANCELLED:
-            raise coord.translate(err) from None
+        while True:
+            settled = is_settled(m, stop_at_approval)
+            stream = coord.stream("WatchEvents", coordinator_pb2.WatchEventsRequest(
+                workflow_id=wid, from_seq=last, follow=not settled))
+            caught_up = m.last_seq
+            stop_at = None  # the state settled at this sequence; print the events up to it, then stop
+            try:
+                for ev in stream:
+                    printer.event(ev)
+                    last = ev.seq
+                    if stop_at is None and not settled and ev.seq >= caught_up and \
+                            ev.WhichOneof("payload") in _PHASE_EVENTS:
+                        m = coord.call("GetMigration", coordinator_pb2.MigrationRef(id=wid))
+                        if is_settled(m, stop_at_approval):
+                            stop_at = m.last_seq
+                    if stop_at is not None and ev.seq >= stop_at:
+                        stream.cancel()
+                        return m
+            except grpc.RpcError as err:
+                if err.code() == grpc.StatusCode.CANCELLED and stop_at is not None:
+                    return m
+                if err.code() not in _TRANSPORT and err.code() != grpc.StatusCode.CANCELLED:
+                    raise coord.translate(err) from None
+                m = _answering(coord, wid, printer, err.details() or err.code().name)
+                continue
+            if settled:
+                return m
+            # The stream ended while the migration goes on (the coordinator stopped it): follow again.
+            m = _answering(coord, wid, printer, "the coordinator closed it")
+            if is_settled(m, stop_at_approval) and m.last_seq <= last:
+                return m
     finally:
         printer.close()
-    if settled:
-        return m
-    m = coord.call("GetMigration", coordinator_pb2.MigrationRef(id=wid))
-    if not is_settled(m, stop_at_approval):
-        raise CliError(f"the coordinator at {coord.address} closed the event stream while migration {wid} is "
-                       f"{render.phase(m.phase)}; run `dbmigrate watch {wid}` again")
-    return m

@@ -32,6 +32,8 @@ def to_migration(wf: Workflow, engine: Engine) -> coordinator_pb2.Migration:
         steps_done=sorted(wf.steps_done), rollback_pending=wf.rollback_pending)
     m.created_at.FromMicroseconds(wf.created_at)
     m.updated_at.FromMicroseconds(wf.updated_at)
+    for phase, seconds in wf.timings():
+        m.timings.add(phase=phase, seconds=round(seconds, 3))
     for t in wf.tables:
         m.tables.add(table=t.table, rows=t.rows, bytes=t.bytes, total_rows=t.total_rows, total_bytes=t.total_bytes,
                      rows_per_second=t.rows_per_second, eta_seconds=t.eta_seconds, status=t.status, error=t.error,
@@ -94,6 +96,8 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         if agent and agent not in AGENTS:
             raise InvalidInput(f"unknown agent {request.agent!r}; use one of {', '.join(AGENTS)}")
         report = coordinator_pb2.Report(id=wf.id)
+        for phase, seconds in wf.timings():
+            report.timings.add(phase=phase, seconds=round(seconds, 3))
         for name, blob in (("discovery", wf.discovery), ("validation", wf.validation),
                            ("generation", wf.generation), ("execution", wf.execution),
                            ("verification", wf.verification)):

@@ -71,6 +71,8 @@ class Workflow:
     cancel_requested: bool = False
     rollback_pending: bool = False
     rolled_back: bool = False
+    marks: tuple[tuple[str, int], ...] = ()          # (moment, microseconds) of the phases' ends, in order
+    step_seconds: tuple[tuple[str, float], ...] = ()  # execution steps as the agent timed them
 
     @property
     def creation(self) -> events_pb2.MigrationCreated:
@@ -81,6 +83,22 @@ class Workflow:
     @property
     def options(self) -> common_pb2.MigrationOptions:
         return self.creation.options
+
+    def timings(self) -> list[tuple[str, float]]:
+        """Where the time went, from the events' own times: each phase from the end of the one before."""
+        at = dict(self.marks)
+        out = []
+        for phase, start, end in (("discovery", "started", "discovered"), ("validation", "discovered", "validated"),
+                                  ("plan", "validated", "planned"), ("approval wait", "planned", "approved"),
+                                  ("execution", "approved", "executed"), ("final verification", "executed", "verified")):
+            if start in at and end in at:
+                out.append((phase, (at[end] - at[start]) / 1e6))
+                if phase == "execution":
+                    out += [(f"execution: {step}", seconds) for step, seconds in self.step_seconds]
+        if "started" in at and self.marks[-1][0] != "started":
+            wait = (at["approved"] - at["planned"]) if "approved" in at and "planned" in at else 0
+            out.append(("total, without the approval wait", (self.marks[-1][1] - at["started"] - wait) / 1e6))
+        return out
 
     def table(self, name: str) -> TableState | None:
         for t in self.tables:
@@ -117,8 +135,12 @@ def _with_table(wf: Workflow, name: str, **changes) -> Workflow:
 
 # ---- one mutator per event type ----
 
+def _mark(wf, name: str, ev) -> tuple[tuple[str, int], ...]:
+    return tuple(m for m in wf.marks if m[0] != name) + ((name, _micros(ev)),)
+
+
 def _started(wf, ev):
-    return replace(wf, started=True, phase=P.DISCOVERING)
+    return replace(wf, started=True, phase=P.DISCOVERING, marks=_mark(wf, "started", ev))
 
 
 def _phase_started(wf, ev):
@@ -130,11 +152,13 @@ def _agent_call_failed(wf, ev):
 
 
 def _discovery_completed(wf, ev):
-    return replace(wf, discovery=ev.discovery_completed.report.SerializeToString(), phase=P.VALIDATING)
+    return replace(wf, discovery=ev.discovery_completed.report.SerializeToString(), phase=P.VALIDATING,
+                   marks=_mark(wf, "discovered", ev))
 
 
 def _validation_completed(wf, ev):
-    return replace(wf, validation=ev.validation_completed.report.SerializeToString(), phase=P.PLANNING)
+    return replace(wf, validation=ev.validation_completed.report.SerializeToString(), phase=P.PLANNING,
+                   marks=_mark(wf, "validated", ev))
 
 
 def _plan_generated(wf, ev):
@@ -148,7 +172,8 @@ def _plan_generated(wf, ev):
     tables = tuple(TableState(table=f"{t.schema}.{t.name}", total_rows=t.rows, total_bytes=t.bytes,
                               parts=max(1, t.parts)) for t in report.plan.tables)
     return replace(wf, generation=report.SerializeToString(), risk=report.risk,
-                   recommendation=report.recommendation, blockers=tuple(blockers), tables=tables)
+                   recommendation=report.recommendation, blockers=tuple(blockers), tables=tables,
+                   marks=_mark(wf, "planned", ev))
 
 
 def _approval_requested(wf, ev):
@@ -156,11 +181,11 @@ def _approval_requested(wf, ev):
 
 
 def _approved(wf, ev):
-    return replace(wf, phase=P.EXECUTING, approval_comment=ev.approved.comment)
+    return replace(wf, phase=P.EXECUTING, approval_comment=ev.approved.comment, marks=_mark(wf, "approved", ev))
 
 
 def _denied(wf, ev):
-    return replace(wf, phase=P.DENIED, deny_reason=ev.denied.reason)
+    return replace(wf, phase=P.DENIED, deny_reason=ev.denied.reason, marks=_mark(wf, "ended", ev))
 
 
 def _baseline(wf, ev):
@@ -176,7 +201,11 @@ def _step_started(wf, ev):
 
 
 def _step_completed(wf, ev):
-    return replace(wf, steps_done=wf.steps_done | {ev.step_completed.step})
+    step = ev.step_completed
+    if ":" in step.step:  # one table's indexes: part of the data step
+        return replace(wf, steps_done=wf.steps_done | {step.step})
+    seconds = tuple(s for s in wf.step_seconds if s[0] != step.step) + ((step.step, step.seconds),)
+    return replace(wf, steps_done=wf.steps_done | {step.step}, step_seconds=seconds)
 
 
 def _table_progress(wf, ev):
@@ -221,21 +250,23 @@ def _log(wf, ev):
 
 
 def _execution_finished(wf, ev):
-    return replace(wf, execution=ev.execution_finished.report.SerializeToString())
+    return replace(wf, execution=ev.execution_finished.report.SerializeToString(), marks=_mark(wf, "executed", ev))
 
 
 def _verification_completed(wf, ev):
-    return replace(wf, verification=ev.verification_completed.report.SerializeToString())
+    return replace(wf, verification=ev.verification_completed.report.SerializeToString(),
+                   marks=_mark(wf, "verified", ev))
 
 
 def _completed(wf, ev):
     report = ev.migration_completed.report
-    return replace(wf, phase=P.COMPLETED, execution=report.SerializeToString() if report.ByteSize() else wf.execution)
+    return replace(wf, phase=P.COMPLETED, execution=report.SerializeToString() if report.ByteSize() else wf.execution,
+                   marks=_mark(wf, "ended", ev))
 
 
 def _failed(wf, ev):
     f = ev.migration_failed
-    return replace(wf, phase=P.FAILED, error=f.error, rollback_pending=f.rollback_pending)
+    return replace(wf, phase=P.FAILED, error=f.error, rollback_pending=f.rollback_pending, marks=_mark(wf, "ended", ev))
 
 
 def _cancel_requested(wf, ev):
@@ -244,7 +275,8 @@ def _cancel_requested(wf, ev):
 
 def _cancelled(wf, ev):
     c = ev.migration_cancelled
-    return replace(wf, phase=P.CANCELLED, error=c.reason, rollback_pending=c.rollback_pending)
+    return replace(wf, phase=P.CANCELLED, error=c.reason, rollback_pending=c.rollback_pending,
+                   marks=_mark(wf, "ended", ev))
 
 
 def _rollback_requested(wf, ev):

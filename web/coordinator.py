@@ -1,6 +1,8 @@
 """The web server's only link to DBMigrate: the coordinator's gRPC API, errors turned into ApiError."""
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import AsyncIterator
 
 import grpc
@@ -12,6 +14,10 @@ from web.errors import from_rpc_error
 
 # Unary calls answer from the coordinator's memory; a slow answer means it is stuck or unreachable.
 CALL_TIMEOUT = 15.0
+# How long a broken event stream is opened again while the coordinator does not answer.
+RECONNECT_SECONDS = 30.0
+_TRANSPORT = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN,
+              grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.ABORTED, grpc.StatusCode.CANCELLED}
 
 
 class Coordinator:
@@ -73,13 +79,26 @@ class Coordinator:
         return await self._call("GetReport", coordinator_pb2.GetReportRequest(id=wid, agent=agent))
 
     async def events(self, wid: str, from_seq: int, follow: bool) -> AsyncIterator[events_pb2.WorkflowEvent]:
-        """WatchEvents as an async iterator; a broken stream raises ApiError."""
-        call = self._stub.WatchEvents(coordinator_pb2.WatchEventsRequest(workflow_id=wid, from_seq=from_seq,
-                                                                         follow=follow))
-        try:
-            async for ev in call:
-                yield ev
-        except grpc.aio.AioRpcError as err:
-            raise from_rpc_error(err, self.address) from None
-        finally:
-            call.cancel()
+        """WatchEvents as an async iterator. A stream the transport breaks (a coordinator restart, a cut
+        connection) is opened again after the last event it gave, as long as the coordinator answers
+        within RECONNECT_SECONDS; only then does it raise ApiError."""
+        last = from_seq
+        deadline = None
+        while True:
+            call = self._stub.WatchEvents(coordinator_pb2.WatchEventsRequest(workflow_id=wid, from_seq=last,
+                                                                             follow=follow))
+            try:
+                async for ev in call:
+                    deadline = None
+                    last = ev.seq
+                    yield ev
+                return
+            except grpc.aio.AioRpcError as err:
+                if err.code() not in _TRANSPORT:
+                    raise from_rpc_error(err, self.address) from None
+                deadline = deadline or time.monotonic() + RECONNECT_SECONDS
+                if time.monotonic() > deadline:
+                    raise from_rpc_error(err, self.address) from None
+                await asyncio.sleep(0.5)
+            finally:
+                call.cancel()

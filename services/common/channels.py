@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import grpc
 
-from services.common.config import env_str
+from services.common.config import env_float, env_str
 
 
 class _TokenAuth(grpc.AuthMetadataPlugin):
@@ -34,11 +34,32 @@ def _metadata_interceptors(token: str | None):
     return [Add()]
 
 
-CHANNEL_OPTIONS = [
-    ("grpc.max_send_message_length", 64 * 1024 * 1024),
-    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-    ("grpc.keepalive_time_ms", 20000),
-]
+MAX_MESSAGE = 64 * 1024 * 1024
+
+
+def keepalive_seconds() -> float:
+    """How often a client pings a quiet connection (DBMIGRATE_GRPC_KEEPALIVE_SECONDS, default 20)."""
+    return env_float("DBMIGRATE_GRPC_KEEPALIVE_SECONDS", 20.0, minimum=0.1)
+
+
+# Keepalive, one rule for both ends (it used to be set on the clients only): a client pings every
+# keepalive_seconds() while a call is open, also when no data flows (a Validate of two minutes, a
+# WatchEvents stream with nothing to say); the server accepts pings that often. gRPC servers by
+# default accept a data-less ping only every 5 minutes and answer the third early one with
+# GOAWAY "too_many_pings", which cut long calls and streams after about a minute.
+def client_options() -> list[tuple[str, int]]:
+    ms = int(keepalive_seconds() * 1000)
+    return [("grpc.max_send_message_length", MAX_MESSAGE), ("grpc.max_receive_message_length", MAX_MESSAGE),
+            ("grpc.keepalive_time_ms", ms), ("grpc.keepalive_timeout_ms", max(ms, 20000)),
+            ("grpc.http2.max_pings_without_data", 0), ("grpc.keepalive_permit_without_calls", 0)]
+
+
+def server_options() -> list[tuple[str, int]]:
+    ms = int(keepalive_seconds() * 1000)
+    return [("grpc.max_send_message_length", MAX_MESSAGE), ("grpc.max_receive_message_length", MAX_MESSAGE),
+            ("grpc.http2.min_recv_ping_interval_without_data_ms", max(1, ms // 2)),
+            ("grpc.http2.min_ping_interval_without_data_ms", max(1, ms // 2)),
+            ("grpc.http2.max_ping_strikes", 0), ("grpc.keepalive_permit_without_calls", 1)]
 
 
 def aio_channel(address: str, token: str | None = None) -> grpc.aio.Channel:
@@ -49,8 +70,8 @@ def aio_channel(address: str, token: str | None = None) -> grpc.aio.Channel:
     if ca:
         with open(ca, "rb") as f:
             creds = grpc.ssl_channel_credentials(f.read())
-        return grpc.aio.secure_channel(address, creds, options=CHANNEL_OPTIONS, interceptors=interceptors)
-    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS, interceptors=interceptors)
+        return grpc.aio.secure_channel(address, creds, options=client_options(), interceptors=interceptors)
+    return grpc.aio.insecure_channel(address, options=client_options(), interceptors=interceptors)
 
 
 def sync_channel(address: str, token: str | None = None) -> grpc.Channel:
@@ -62,8 +83,8 @@ def sync_channel(address: str, token: str | None = None) -> grpc.Channel:
             creds = grpc.ssl_channel_credentials(f.read())
         if token:
             creds = grpc.composite_channel_credentials(creds, grpc.metadata_call_credentials(_TokenAuth(token)))
-        return grpc.secure_channel(address, creds, options=CHANNEL_OPTIONS)
-    channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+        return grpc.secure_channel(address, creds, options=client_options())
+    channel = grpc.insecure_channel(address, options=client_options())
     if token:
         channel = grpc.intercept_channel(channel, _SyncToken(token))
     return channel

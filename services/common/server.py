@@ -16,6 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from services.common import metrics
+from services.common.channels import server_options
 from services.common.config import ServerSettings, env_bool, env_str
 from services.common.errors import ConfigError, DBMigrateError
 from services.common.logs import redact, setup_logging, workflow_id_var
@@ -144,10 +145,7 @@ def _is_loopback(host: str) -> bool:
 async def create_server(address: str, services: Iterable[Service], *, token: str | None = None) -> RunningServer:
     """Builds and starts a server on `address` (port 0 picks a free one) and returns it with its port."""
     interceptors = [TokenInterceptor(token)] if token else []
-    server = grpc.aio.server(interceptors=interceptors, options=[
-        ("grpc.max_send_message_length", 64 * 1024 * 1024),
-        ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-    ])
+    server = grpc.aio.server(interceptors=interceptors, options=server_options())
     hs = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(hs, server)
     names = []

@@ -116,8 +116,11 @@ class ExecutionRun:
                 post.preamble = fit_script(post.preamble, known_settings(self.target))
                 unique_via_index(post, unique_constraint_indexes(exporter))
             self._check_cancel()
+            t_data = time.monotonic()
             self._data(exporter, snapshot, tables, post)
             self._check_cancel()
+            self._step("data", f"{len(tables)} tables copied, indexed and verified by {self.jobs} copy and "
+                               f"{self.jobs} finishing workers", t_data)
             if "post-data" not in self.steps_done:
                 t0 = time.monotonic()
                 copied = {(t.schema, t.name) for t in tables}

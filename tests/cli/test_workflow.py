@@ -216,3 +216,36 @@ def test_watch_on_a_terminal_draws_live_progress_bars(doubles):
     text = out.decode()
     assert "\x1b[" in text  # the bar block is redrawn in place
     assert "tables 4/4 copied" in text and "migration COMPLETED" in text
+
+
+def test_migrate_follows_on_across_a_coordinator_restart_without_missing_or_repeating_an_event(stack_factory):
+    import subprocess
+    import time
+
+    from tests.cli.helpers import DBMIGRATE
+    stack = stack_factory({"DOUBLE_UNITS": "30", "DOUBLE_UNIT_SECONDS": "0.15"})
+    stack.start_doubles()
+    stack.start("coordinator")
+    env = {"DBMIGRATE_COORDINATOR": stack.address("coordinator"), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.Popen([DBMIGRATE, "migrate", "--source", SRC, "--target", DST, "--approve"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        from dbmigrate.v1 import coordinator_pb2 as C, events_pb2 as E
+        ch, stub = stack.coordinator_stub()
+        with ch:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:  # until the copy is under way
+                ms = stub.ListMigrations(C.ListMigrationsRequest(), timeout=5).migrations
+                if ms and ms[0].phase == E.EXECUTING and sum(t.status == "verified" for t in ms[0].tables) >= 3:
+                    break
+                time.sleep(0.1)
+        stack.restart("coordinator")
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err + out[-2000:]
+    assert "reconnecting" in out and "cannot reach" not in err
+    assert "COMPLETED and verified" in out
+    for i in range(30):  # every table's copy printed exactly once
+        assert out.count(f"copied public.t{i}:") == 1, (i, out[-3000:])

@@ -5,7 +5,8 @@ DBMIGRATE_<AGENT>_ADDR. Behaviour comes from environment variables:
   DOUBLE_UNITS (20), DOUBLE_UNIT_SECONDS (0.05), DOUBLE_RECOMMENDATION (APPROVE|DENY),
   DOUBLE_BLOCKER (a finding code that makes the plan blocked), DOUBLE_JOURNAL (file: one line per unit copied),
   DOUBLE_DISCOVER_ERROR (a message: Discover fails with INVALID_ARGUMENT),
-  DOUBLE_SERVE (which agents to stand in for, comma-separated; default all four).
+  DOUBLE_SERVE (which agents to stand in for, comma-separated; default all four),
+  DOUBLE_VALIDATE_SECONDS (0: how long Validate takes before it answers, without sending anything).
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ class Discovery(agents_pb2_grpc.DiscoveryServicer):
 @service_errors(agents_pb2_grpc.ValidationServicer)
 class Validation(agents_pb2_grpc.ValidationServicer):
     async def Validate(self, request, context):
+        await asyncio.sleep(float(os.environ.get("DOUBLE_VALIDATE_SECONDS", "0")))
         return common_pb2.ValidationReport(passed=True, summary="sample exact", rows_per_second=1000)
 
     async def Verify(self, request, context):

@@ -449,8 +449,48 @@ function renderProgress(m) {
   const eta = m.phase === "EXECUTING" && etas.length ? ` · about ${fmtSeconds(Math.max(...etas))} left` : "";
   $("p-summary").textContent = `${p.tables_done} of ${p.tables} tables copied · ${p.tables_verified} verified · `
     + `${fmtInt(p.rows)} of ${fmtInt(p.total_rows)} rows · ${fmtBytes(p.bytes)}${eta}`;
-  $("p-steps").textContent = m.steps_done.length ? `Steps done: ${m.steps_done.join(" · ")}` : "";
-  $("p-tables").innerHTML = m.tables.map(tableRow).join("");
+  const steps = m.steps_done.filter((s) => !s.includes(":"));
+  $("p-steps").textContent = steps.length ? `Steps done: ${steps.join(" · ")}` : "";
+  renderTables(m);
+  renderTimings(m);
+}
+
+// With thousands of tables, one row each is no view: show what runs and what failed (all when few),
+// with a filter by name; the summary above counts them all.
+const SHOW = {
+  all: () => true,
+  active: (t) => t.status === "copying" || t.status === "copied",
+  failed: (t) => t.status === "failed",
+  pending: (t) => t.status === "pending",
+  done: (t) => t.status === "copied" || t.status === "verified",
+};
+const MAX_ROWS = 200;
+function renderTables(m) {
+  const needle = $("p-filter").value.trim().toLowerCase();
+  let mode = $("p-show").value;
+  if (mode === "auto") mode = m.tables.length <= 50 ? "all" : "auto";
+  const keep = mode === "auto" ? (t) => SHOW.active(t) || SHOW.failed(t) : SHOW[mode];
+  const chosen = m.tables.filter((t) => keep(t) && (!needle || t.table.toLowerCase().includes(needle)));
+  $("p-tables").innerHTML = chosen.slice(0, MAX_ROWS).map(tableRow).join("");
+  const more = chosen.length > MAX_ROWS ? ` (the first ${MAX_ROWS}: narrow the filter)` : "";
+  $("p-shown").textContent = `showing ${fmtInt(Math.min(chosen.length, MAX_ROWS))} of ${fmtInt(m.tables.length)} tables${more}`;
+}
+$("p-filter").addEventListener("input", () => { if (state.migration) renderTables(state.migration); });
+$("p-show").addEventListener("change", () => { if (state.migration) renderTables(state.migration); });
+
+function renderTimings(m) {
+  const rows = m.timings || [];
+  $("timings-card").hidden = !rows.length;
+  if (!rows.length) return;
+  const longest = Math.max(...rows.filter((t) => !t.phase.startsWith("total")).map((t) => t.seconds), 0.001);
+  const total = rows.find((t) => t.phase.startsWith("total"));
+  $("t-total").textContent = total ? `${fmtSeconds(total.seconds)} in all, without the approval wait` : "";
+  $("t-rows").innerHTML = rows.filter((t) => !t.phase.startsWith("total")).map((t) => {
+    const sub = t.phase.startsWith("execution: ");
+    return `<span class="${sub ? "t-sub" : ""}" data-phase="${esc(t.phase)}">${esc(sub ? t.phase.slice(11) : t.phase)}</span>
+      <span class="t-sec">${t.seconds.toFixed(2)} s</span>
+      <div><div class="t-bar" style="width:${(100 * t.seconds / longest).toFixed(1)}%"></div></div>`;
+  }).join("");
 }
 
 function applyProgress(p) {
