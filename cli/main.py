@@ -130,6 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("--no-privileges", action="store_true",
                        help="leave GRANT/REVOKE and default privileges out (recorded as a finding)")
 
+    def table_filter(c):
+        c.add_argument("--tables", metavar="PATTERN", default=None,
+                       help="print the lines of the tables matching this 'schema.table' glob (with more than "
+                            "50 tables the others are summed up in a line now and then); failures always show")
+
     c = command("create", "create a migration and print its id")
     migration_options(c)
     c.add_argument("--start", action="store_true", help="start it right away")
@@ -138,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
                        ("watch", "follow a migration's events until it ends or waits for approval")):
         c = command(name, text)
         c.add_argument("id", metavar="ID")
+        if name == "watch":
+            table_filter(c)
     c = command("approve", "approve a migration that waits for approval")
     c.add_argument("id", metavar="ID")
     c.add_argument("--comment", default="", help="why, for the record")
@@ -162,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--approve", action="store_true",
                    help="approve automatically if (and only if) the recommendation is APPROVE")
     c.add_argument("--comment", default="", help="approval comment (with --approve)")
+    table_filter(c)
     c = command("supply-secrets", "give a coordinator that lost its secret store a migration's passwords again")
     c.add_argument("id", metavar="ID")
     c.add_argument("--source", metavar="URL", default="", help="source URL with the password")
@@ -292,7 +300,7 @@ def cmd_report(coord: Coordinator, args) -> int:
 
 
 def cmd_watch(coord: Coordinator, args) -> int:
-    printer = EventPrinter(sys.stdout, as_json=args.json)
+    printer = EventPrinter(sys.stdout, as_json=args.json, tables=args.tables)
     m = follow(coord, args.id, printer)
     if not args.json:
         print(f"migration {m.id}: {render.phase(m.phase)}" + (f": {m.error}" if m.error else ""))
@@ -308,7 +316,7 @@ def cmd_migrate(coord: Coordinator, args) -> int:
     args.id = m.id  # named in the message if the operator interrupts the wait
     say(f"migration {m.id} created and started ({m.source_url} -> {m.target_url})")
     # With --json, stdout carries only the final JSON; the progress goes to stderr.
-    printer = EventPrinter(sys.stderr if args.json else sys.stdout)
+    printer = EventPrinter(sys.stderr if args.json else sys.stdout, tables=args.tables)
     m = follow(coord, m.id, printer, stop_at_approval=True)
     if m.phase == events_pb2.AWAITING_APPROVAL:
         rec = render.recommendation(m.recommendation)
@@ -421,6 +429,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return EXIT_OK
+    except Exception as err:  # noqa: BLE001 - a bug must not show the user a traceback
+        print(f"dbmigrate: internal error ({type(err).__name__}: {redact(str(err))[:300]}); the migration itself, "
+              "if any, goes on in the coordinator. Please report this with the command you ran", file=sys.stderr)
+        return EXIT_FAILED
     finally:
         coord.close()
 

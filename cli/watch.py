@@ -1,6 +1,7 @@
 """Following a migration's events: one line per fact and a live progress bar per table being copied."""
 from __future__ import annotations
 
+import fnmatch
 import json
 import shutil
 import sys
@@ -15,6 +16,9 @@ from cli.client import CliError, Coordinator
 from dbmigrate.v1 import coordinator_pb2, events_pb2
 
 # Events after which the phase may have changed: the watcher asks GetMigration whether to stop.
+# Above this many tables, table events print as a summary line (EventPrinter).
+MANY_TABLES = 50
+_TABLE_EVENTS = {"table_progress", "table_copied", "table_verified"}
 _PHASE_EVENTS = {"approval_requested", "approved", "denied", "migration_completed", "migration_failed",
                  "migration_cancelled", "rolled_back", "rollback_failed", "verification_completed",
                  "migration_started", "phase_started"}
@@ -50,13 +54,19 @@ class _Bar:
 class EventPrinter:
     """Prints events as lines; on a terminal, keeps a block of live progress bars under them."""
 
-    def __init__(self, out: TextIO = sys.stdout, as_json: bool = False, live: bool | None = None):
+    def __init__(self, out: TextIO = sys.stdout, as_json: bool = False, live: bool | None = None,
+                 tables: str | None = None):
         self.out = out
         self.as_json = as_json
         self.live = (out.isatty() if live is None else live) and not as_json
         self.bars: dict[str, _Bar] = {}
         self._drawn = 0
         self._last_draw = 0.0
+        # With many tables a line per table is no view: a summary line instead, now and then, and the
+        # lines of the tables `tables` (a glob) names; a failure is always printed.
+        self.tables = tables
+        self.many = False
+        self._summary_at = (0.0, 0)
 
     # ---- public ----
 
@@ -68,6 +78,8 @@ class EventPrinter:
         kind = ev.WhichOneof("payload")
         handler = getattr(self, f"_on_{kind}", None)
         text = handler(getattr(ev, kind)) if handler else None
+        if kind in _TABLE_EVENTS and not self._shown(getattr(ev, kind)):
+            text = self._summary()
         stamp = ev.time.ToDatetime().strftime("%H:%M:%S") if ev.time.seconds else "--:--:--"
         for one in ([text] if isinstance(text, str) else text or []):
             self.line(f"{stamp}  {one}")
@@ -83,6 +95,25 @@ class EventPrinter:
         self._draw(force=True)
         self._drawn = 0
         self.out.flush()
+
+    def _shown(self, e) -> bool:
+        """Whether the lines of this table event are printed (see __init__)."""
+        table = getattr(e, "table", "") or getattr(getattr(e, "result", None), "table", "")
+        if self.tables:
+            return fnmatch.fnmatchcase(table, self.tables) or fnmatch.fnmatchcase(table.replace('"', ""), self.tables)
+        return not self.many
+
+    def _summary(self) -> str | None:
+        """One line for all the tables, at most every 5 s or each tenth of them verified."""
+        verified = sum(1 for b in self.bars.values() if b.status == "verified")
+        at, count = self._summary_at
+        total = len(self.bars)
+        if time.monotonic() - at < 5 and verified - count < max(1, total // 10) and verified != total:
+            return None
+        self._summary_at = (time.monotonic(), verified)
+        copying = sum(1 for b in self.bars.values() if b.status == "copying")
+        failed = sum(1 for b in self.bars.values() if b.status == "failed")
+        return f"tables: {verified:,} of {total:,} verified, {copying} copying, {failed} failed"
 
     # ---- progress bars ----
 
@@ -184,8 +215,11 @@ class EventPrinter:
         for t in r.plan.tables:
             bar = self._bar(f"{t.schema}.{t.name}")
             bar.total_rows = bar.total_rows or t.rows
+        self.many = len(r.plan.tables) > MANY_TABLES
         return (f"plan: risk {render.risk(r.risk)}, recommendation {render.recommendation(r.recommendation)}, "
-                f"{len(r.plan.tables)} tables, {r.plan.jobs} jobs")
+                f"{len(r.plan.tables)} tables, {r.plan.jobs} jobs"
+                + (f" (a line per table only for --tables PATTERN; a summary for all)" if self.many and not self.tables
+                   else ""))
 
     def _on_approval_requested(self, e):
         return (f"waiting for approval: risk {render.risk(e.risk)}, "

@@ -249,3 +249,15 @@ def test_migrate_follows_on_across_a_coordinator_restart_without_missing_or_repe
     assert "COMPLETED and verified" in out
     for i in range(30):  # every table's copy printed exactly once
         assert out.count(f"copied public.t{i}:") == 1, (i, out[-3000:])
+
+
+def test_watch_of_many_tables_prints_a_summary_and_the_tables_asked_for(doubles):
+    addr = doubles(DOUBLE_UNITS="120", DOUBLE_UNIT_SECONDS="0.001")
+    r = dbmigrate("migrate", "--source", SRC, "--target", DST, "--approve", coordinator=addr, timeout=120)
+    assert r.code == 0, r.err
+    assert "copied public.t7:" not in r.out and "tables: 120 of 120 verified, 0 copying, 0 failed" in r.out
+    wid = r.out.split("migration ", 1)[1].split()[0]
+    w = dbmigrate("watch", wid, "--tables", "public.t1?", coordinator=addr)
+    assert w.code == 0, w.err
+    shown = {line.split("copied ", 1)[1].split(":")[0] for line in w.out.splitlines() if " copied public." in line}
+    assert shown == {f"public.t1{i}" for i in range(10)}, shown
