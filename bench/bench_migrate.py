@@ -122,7 +122,6 @@ class BenchStack:
     """Every service as `make run` starts them (shipped defaults), on free ports, in a temp dir."""
 
     def __init__(self, home: Path):
-        from tests.fixtures.nats import free_port
         self.home = home
         self.env = {"DBMIGRATE_DATA_DIR": str(home)}
         for name in ("discovery", "validation", "generation", "execution", "coordinator", "web"):
@@ -148,6 +147,13 @@ class BenchStack:
     @property
     def coordinator(self) -> str:
         return self.env["DBMIGRATE_COORDINATOR_ADDR"]
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def tree_rss(pids: list[int]) -> int:
@@ -192,9 +198,7 @@ def tools(stack: BenchStack, target_admin: str, tmp: str, with_pgcopydb: bool):
     env = {**os.environ, "DBMIGRATE_COORDINATOR": stack.coordinator}
     src, dst = url(ADMIN, SRC), url(target_admin, DST)
     pg_dump = shutil.which("pg_dump")
-    from services.common import pgtools
-    newest = pgtools.newest()
-    restore_bin = str(newest.bin_dir / "pg_restore")  # a pg_restore at least as new as the pg_dump
+    restore_bin = str(Path(pg_dump).resolve().parent / "pg_restore")  # the same client as the pg_dump
     out = [("dbmigrate", lambda: measured([str(DBMIGRATE), "--json", "migrate", "--source", src, "--target", dst,
                                            "--approve"], pids=stack.pids, env=env)),
            ("pg_dump | pg_restore", lambda: measured(f"{pg_dump} -Fc -d '{src}' | {restore_bin} -d '{dst}'",
@@ -269,7 +273,8 @@ def main() -> None:
     OUT.mkdir(exist_ok=True)
     results: dict = {"rounds": ROUNDS, "shapes": {}}
     with tempfile.TemporaryDirectory(prefix="dbm-bench-migrate-") as tmp:
-        stack = BenchStack(Path(tmp) / "stack").start() if (Path(tmp) / "stack").mkdir() is None else None
+        (Path(tmp) / "stack").mkdir()
+        stack = BenchStack(Path(tmp) / "stack").start()
         try:
             for shape in SHAPES:
                 print(f"\n-- {shape}", flush=True)

@@ -34,7 +34,7 @@ def to_migration(wf: Workflow, engine: Engine) -> coordinator_pb2.Migration:
     m.updated_at.FromMicroseconds(wf.updated_at)
     for phase, seconds in wf.timings():
         m.timings.add(phase=phase, seconds=round(seconds, 3))
-    for t in wf.tables:
+    for t in wf.table_list():
         m.tables.add(table=t.table, rows=t.rows, bytes=t.bytes, total_rows=t.total_rows, total_bytes=t.total_bytes,
                      rows_per_second=t.rows_per_second, eta_seconds=t.eta_seconds, status=t.status, error=t.error,
                      parts_done=t.parts_done, parts=t.parts)

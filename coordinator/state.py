@@ -4,8 +4,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
+from immutables import Map
+
 from dbmigrate.v1 import common_pb2, events_pb2
+from services.common.catalog import quote_ident
 from services.common.errors import DBMigrateError
+
+_EMPTY = Map()
 
 P = events_pb2  # Phase values live in the events module
 
@@ -64,10 +69,13 @@ class Workflow:
     baseline_recorded: bool = False
     execution_attempts: int = 0
     agent_failures: int = 0
-    steps_done: frozenset[str] = frozenset()
-    units_done: frozenset[str] = frozenset()
-    tables_verified: frozenset[str] = frozenset()
-    tables: tuple[TableState, ...] = ()
+    # Persistent maps (immutables: a HAMT, the structure behind contextvars): adding one of 20,000
+    # tables or units copies a few nodes, not the whole collection, so the fold stays linear.
+    steps_done: Map = _EMPTY            # step -> True
+    units_done: Map = _EMPTY            # unit -> True
+    tables_verified: Map = _EMPTY       # table -> True
+    tables: Map = _EMPTY                # table -> TableState
+    table_order: tuple[str, ...] = ()   # the plan's order (largest first), then any table seen later
     cancel_requested: bool = False
     rollback_pending: bool = False
     rolled_back: bool = False
@@ -101,10 +109,10 @@ class Workflow:
         return out
 
     def table(self, name: str) -> TableState | None:
-        for t in self.tables:
-            if t.table == name:
-                return t
-        return None
+        return self.tables.get(name)
+
+    def table_list(self) -> list[TableState]:
+        return [self.tables[name] for name in self.table_order]
 
 
 def replace(obj, **changes):
@@ -124,13 +132,11 @@ def _micros(ev: events_pb2.WorkflowEvent) -> int:
 
 
 def _with_table(wf: Workflow, name: str, **changes) -> Workflow:
-    tables = list(wf.tables)
-    for i, t in enumerate(tables):
-        if t.table == name:
-            tables[i] = replace(t, **changes)
-            return replace(wf, tables=tuple(tables))
-    tables.append(replace(TableState(table=name), **changes))
-    return replace(wf, tables=tuple(tables))
+    t = wf.tables.get(name)
+    if t is not None:
+        return replace(wf, tables=wf.tables.set(name, replace(t, **changes)))
+    return replace(wf, tables=wf.tables.set(name, replace(TableState(table=name), **changes)),
+                   table_order=wf.table_order + (name,))
 
 
 # ---- one mutator per event type ----
@@ -169,10 +175,12 @@ def _plan_generated(wf, ev):
     validation.ParseFromString(wf.validation)
     if not validation.passed and not validation.skipped:
         blockers.append("VALIDATION_FAILED: the sample test migration did not pass")
-    tables = tuple(TableState(table=f"{t.schema}.{t.name}", total_rows=t.rows, total_bytes=t.bytes,
-                              parts=max(1, t.parts)) for t in report.plan.tables)
+    # Named as the execution agent names them (quoted where PostgreSQL needs it).
+    planned = [TableState(table=f"{quote_ident(t.schema)}.{quote_ident(t.name)}", total_rows=t.rows,
+                          total_bytes=t.bytes, parts=max(1, t.parts)) for t in report.plan.tables]
     return replace(wf, generation=report.SerializeToString(), risk=report.risk,
-                   recommendation=report.recommendation, blockers=tuple(blockers), tables=tables,
+                   recommendation=report.recommendation, blockers=tuple(blockers),
+                   tables=Map({t.table: t for t in planned}), table_order=tuple(t.table for t in planned),
                    marks=_mark(wf, "planned", ev))
 
 
@@ -203,9 +211,9 @@ def _step_started(wf, ev):
 def _step_completed(wf, ev):
     step = ev.step_completed
     if ":" in step.step:  # one table's indexes: part of the data step
-        return replace(wf, steps_done=wf.steps_done | {step.step})
+        return replace(wf, steps_done=wf.steps_done.set(step.step, True))
     seconds = tuple(s for s in wf.step_seconds if s[0] != step.step) + ((step.step, step.seconds),)
-    return replace(wf, steps_done=wf.steps_done | {step.step}, step_seconds=seconds)
+    return replace(wf, steps_done=wf.steps_done.set(step.step, True), step_seconds=seconds)
 
 
 def _table_progress(wf, ev):
@@ -221,7 +229,7 @@ def _table_copied(wf, ev):
     c = ev.table_copied
     if c.unit in wf.units_done:
         return wf
-    wf = replace(wf, units_done=wf.units_done | {c.unit})
+    wf = replace(wf, units_done=wf.units_done.set(c.unit, True))
     t = wf.table(c.table)
     parts = max(1, c.parts or (t.parts if t else 1))
     done = (t.parts_done if t else 0) + 1
@@ -235,7 +243,7 @@ def _table_copied(wf, ev):
 
 def _table_verified(wf, ev):
     r = ev.table_verified.result
-    return _with_table(replace(wf, tables_verified=wf.tables_verified | {r.table}), r.table,
+    return _with_table(replace(wf, tables_verified=wf.tables_verified.set(r.table, True)), r.table,
                        status="verified", rows=r.target_rows, eta_seconds=0.0,
                        total_rows=max(r.source_rows, 0), error="")
 

@@ -350,8 +350,10 @@ async def events(request: Request) -> Response:
         end = object()
 
         async def pump():
+            async def on_break(broken: bool):
+                await queue.put(("reconnecting" if broken else "resumed", broken))
             try:
-                async for ev in coordinator.events(wid, from_seq, follow=True):
+                async for ev in coordinator.events(wid, from_seq, follow=True, on_break=on_break):
                     await queue.put(ev)
                 await queue.put(end)
             except ApiError as err:
@@ -381,6 +383,11 @@ async def events(request: Request) -> Response:
                 if item is end:
                     yield _sse("end", {"reason": "the coordinator closed the event stream"})
                     return
+                if isinstance(item, tuple):  # the stream to the coordinator broke, or is back
+                    yield _sse(item[0], {"reason": "the event stream to the coordinator is being opened again"
+                                          if item[1] else "the event stream to the coordinator is back"})
+                    last_sent = time.monotonic()
+                    continue
                 if item is not None:
                     yield _sse("workflow_event", convert.event_json(item), item.seq)
                     last_sent = time.monotonic()

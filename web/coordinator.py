@@ -78,18 +78,22 @@ class Coordinator:
     async def report(self, wid: str, agent: str = "") -> coordinator_pb2.Report:
         return await self._call("GetReport", coordinator_pb2.GetReportRequest(id=wid, agent=agent))
 
-    async def events(self, wid: str, from_seq: int, follow: bool) -> AsyncIterator[events_pb2.WorkflowEvent]:
+    async def events(self, wid: str, from_seq: int, follow: bool,
+                     on_break=None) -> AsyncIterator[events_pb2.WorkflowEvent]:
         """WatchEvents as an async iterator. A stream the transport breaks (a coordinator restart, a cut
         connection) is opened again after the last event it gave, as long as the coordinator answers
         within RECONNECT_SECONDS; only then does it raise ApiError."""
         last = from_seq
         deadline = None
+        broken = False
         while True:
             call = self._stub.WatchEvents(coordinator_pb2.WatchEventsRequest(workflow_id=wid, from_seq=last,
                                                                              follow=follow))
             try:
                 async for ev in call:
-                    deadline = None
+                    if broken and on_break is not None:
+                        await on_break(False)
+                    deadline, broken = None, False
                     last = ev.seq
                     yield ev
                 return
@@ -99,6 +103,9 @@ class Coordinator:
                 deadline = deadline or time.monotonic() + RECONNECT_SECONDS
                 if time.monotonic() > deadline:
                     raise from_rpc_error(err, self.address) from None
+                if not broken and on_break is not None:
+                    await on_break(True)  # the page says it is reconnecting
+                broken = True
                 await asyncio.sleep(0.5)
             finally:
                 call.cancel()

@@ -119,3 +119,15 @@ def list_tables(conn: psycopg.Connection, include=(), exclude=()) -> list[Table]
     return [Table(schema=r[0], name=r[1], oid=r[2], unlogged=r[4], is_partition=r[5], is_inheritance_child=r[6],
                   bytes=r[7], row_estimate=r[8], owner=r[9], primary_key=tuple(r[10] or ()), int_key=r[11],
                   columns=tuple(cols.get(r[2], ()))) for r in rows]
+
+
+_WRITES = """SELECT quote_ident(schemaname) || '.' || quote_ident(relname), n_tup_ins, n_tup_upd, n_tup_del
+               FROM pg_stat_user_tables"""
+
+
+def table_writes(conn: psycopg.Connection) -> dict[str, tuple[int, int, int]]:
+    """table -> (rows inserted, updated, deleted) so far (pg_stat_user_tables): a later read that
+    differs says the table was written to in between. The counters are the server's statistics,
+    published by each session at its transactions' ends (at most a second late)."""
+    conn.execute("SELECT pg_stat_clear_snapshot()")
+    return {name: (int(i), int(u), int(d)) for name, i, u, d in conn.execute(_WRITES)}

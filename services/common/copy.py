@@ -122,6 +122,26 @@ class _PsqlCopyOut:
             stream.close()
 
 
+def copy_direct(src: psycopg.Connection, dst: psycopg.Connection, copy_out: sql.Composable, copy_in: sql.Composable,
+                *, on_bytes: Callable[[int], None] | None = None, cancel: threading.Event | None = None) -> CopyStats:
+    """COPY TO on the source connection streamed into COPY FROM on the target, inside dst's transaction."""
+    t0 = time.monotonic()
+    total = 0
+    digest = stream_hash()
+    with src.cursor() as scur, dst.cursor() as dcur:
+        with scur.copy(copy_out) as out, dcur.copy(copy_in) as inp:
+            for chunk in out:
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled("the copy was cancelled")
+                inp.write(chunk)
+                digest.update(chunk)
+                total += len(chunk)
+                if on_bytes is not None:
+                    on_bytes(len(chunk))
+        rows = dcur.rowcount
+    return CopyStats(rows=max(rows, 0), bytes=total, seconds=time.monotonic() - t0, digest=digest.hexdigest())
+
+
 def copy_into(dst: psycopg.Connection, source: common_pb2.Connection, snapshot: str | None,
               copy_out: sql.Composable, copy_in: sql.Composable, *,
               on_bytes: Callable[[int], None] | None = None, cancel: threading.Event | None = None,

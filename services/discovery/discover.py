@@ -5,6 +5,7 @@ advisor_note empty: the server fills them with the advisor.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import time
 
@@ -23,8 +24,9 @@ from services.discovery.inventory import LIST_KINDS, inventory
 log = logging.getLogger("dbmigrate.discovery")
 
 APPLICATION_NAME = "dbmigrate-discovery"
-# Per kind, at most this many entries go into the report's details (the findings use them all).
-DETAILS_LIMIT = 5000
+# Per kind, at most this many entries go into the report's details (the findings use them all):
+# the report travels in an event, and 2,000 tables' columns cost more to encode than to read.
+DETAILS_LIMIT = 500
 # Counting the rows of a conflicting target table: a bound so a huge table cannot hang discovery.
 COUNT_TIMEOUT = "120s"
 
@@ -148,14 +150,22 @@ def discover(req: agents_pb2.DiscoverRequest) -> common_pb2.DiscoveryReport:
     check_connection(req.target, "target")
     opts = req.options
     t0 = time.monotonic()
-    with connect(req.source, "source", application_name=APPLICATION_NAME) as src:
-        source_inv = inventory(src)
-        count_unanalyzed(src, source_inv["tables"])
-    with connect(req.target, "target", application_name=APPLICATION_NAME) as dst:
-        target_inv = inventory(dst, sample_seconds=0)  # the target's write traffic is not reported
-        selected = [t for t in source_inv["tables"]
-                    if matches(t["schema"], t["name"], list(opts.include), list(opts.exclude))]
-        target_rows = count_target_rows(dst, selected, target_inv)
+
+    def read_source() -> dict:
+        with connect(req.source, "source", application_name=APPLICATION_NAME) as src:
+            inv = inventory(src)
+            count_unanalyzed(src, inv["tables"])
+            return inv
+
+    # Both sides at once: the source's write-traffic window passes while the target is read.
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="discover-source") as pool:
+        source_future = pool.submit(read_source)
+        with connect(req.target, "target", application_name=APPLICATION_NAME) as dst:
+            target_inv = inventory(dst, sample_seconds=0)  # the target's write traffic is not reported
+            source_inv = source_future.result()
+            selected = [t for t in source_inv["tables"]
+                        if matches(t["schema"], t["name"], list(opts.include), list(opts.exclude))]
+            target_rows = count_target_rows(dst, selected, target_inv)
     dump = _pg_dump(int(source_inv["server"].get("version_num") or 0))
 
     report = common_pb2.DiscoveryReport(source=server_info(source_inv), target=server_info(target_inv),

@@ -13,6 +13,7 @@ from dbmigrate.v1 import common_pb2
 from services.common.catalog import DEFAULT_SPLIT_BYTES, matches, quote_ident
 from services.common.roles import from_row
 from services.common.text import human_bytes
+from services.common.traffic import write_traffic
 
 INFO, LOW, MEDIUM, HIGH, BLOCKER = (common_pb2.INFO, common_pb2.LOW, common_pb2.MEDIUM, common_pb2.HIGH,
                                     common_pb2.BLOCKER)
@@ -592,13 +593,9 @@ def _traffic(out: _Findings, source_inv: dict) -> None:
     act = source_inv.get("activity", {}) or {}
     delta, writers, active = (act.get("tuples_changed_delta", 0), act.get("writing_sessions", 0),
                               act.get("active_sessions", 0))
-    if delta > 0 or writers > 0:
-        out.add("WRITE_TRAFFIC", MEDIUM, "source database",
-                f"the source is being written to: {delta:,} rows changed in {act.get('window_seconds', 0):.1f}s "
-                f"and {writers} sessions hold writing transactions while discovery ran. The copy is a snapshot "
-                "at the moment the migration starts; writes after it are not copied",
-                "stop the applications that write (or make the source read-only) before the migration starts, "
-                "or plan a cutover: migrate, then move the writers to the target and replay what changed")
+    traffic = write_traffic(delta, act.get("window_seconds", 0), writers)
+    if traffic is not None:
+        out.add(traffic.code, traffic.severity, traffic.object, traffic.message, traffic.remedy)
     elif active > 0:
         out.add("ACTIVE_SESSIONS", LOW, "source database",
                 f"{active} other sessions were busy in the source database while discovery ran (no writes "

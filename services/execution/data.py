@@ -11,11 +11,10 @@ import psycopg
 from psycopg import sql
 
 from dbmigrate.v1 import common_pb2
-from services.common.checksum import stream_hash
-from services.common.copy import PSQL_BYTES, CopyStats, copy_in_sql, copy_into, copy_out_sql
+from services.common.copy import PSQL_BYTES, CopyStats, copy_direct, copy_in_sql, copy_into, copy_out_sql
 from services.common.errors import Cancelled, DBMigrateError, Unavailable
 from services.common.pg import connect, is_transient
-from services.execution.conns import WorkerConnections
+from services.common.sessions import WorkerConnections
 from services.execution.units import Unit
 
 log = logging.getLogger(__name__)
@@ -27,26 +26,6 @@ ORDERED_READ = ("SET enable_sort = off",)
 
 
 
-def copy_direct(src: psycopg.Connection, dst: psycopg.Connection, copy_out: sql.Composable, copy_in: sql.Composable,
-                *, on_bytes: Callable[[int], None] | None = None, cancel: threading.Event | None = None) -> CopyStats:
-    """COPY TO on the source connection streamed into COPY FROM on the target, inside dst's transaction."""
-    t0 = time.monotonic()
-    total = 0
-    digest = stream_hash()
-    with src.cursor() as scur, dst.cursor() as dcur:
-        with scur.copy(copy_out) as out, dcur.copy(copy_in) as inp:
-            for chunk in out:
-                if cancel is not None and cancel.is_set():
-                    raise Cancelled("the copy was cancelled")
-                inp.write(chunk)
-                digest.update(chunk)
-                total += len(chunk)
-                if on_bytes is not None:
-                    on_bytes(len(chunk))
-        rows = dcur.rowcount
-    return CopyStats(rows=max(rows, 0), bytes=total, seconds=time.monotonic() - t0, digest=digest.hexdigest())
-
-
 def copy_unit(unit: Unit, conns: WorkerConnections, source: common_pb2.Connection, snapshot: str,
               *, on_bytes: Callable[[int], None] | None = None, cancel: threading.Event | None = None,
               fresh: bool = False) -> CopyStats:
@@ -54,12 +33,12 @@ def copy_unit(unit: Unit, conns: WorkerConnections, source: common_pb2.Connectio
     (the runner empties a split table before its parts when it is not known to be complete).
 
     A table from PSQL_BYTES on is emptied by TRUNCATE, which lets COPY FREEZE write its rows
-    frozen (no hint bits to set and no freezing vacuum later). A smaller one by DELETE: TRUNCATE
+    frozen (no hint bits to set and no freezing vacuum later). A smaller one is not: TRUNCATE
     gives the table new files, and dropping the old ones at commit scans all of shared_buffers for
     their pages (2.6 ms of CPU per table at 128 MB of shared_buffers, more on a larger server),
-    while deleting from an empty table costs nothing and a small table gains little from FREEZE.
-    DELETE only when `fresh`: the table was made empty by this attempt's schema, before any trigger
-    or foreign key exists (on a resumed attempt a DELETE could fire them; TRUNCATE refuses instead).
+    and a small table gains little from FREEZE. When `fresh` (the table was made empty by this
+    attempt's schema, before any trigger or foreign key exists) it is empty for the first try and a
+    DELETE empties it for a retry; on a resumed attempt a DELETE could fire triggers, so TRUNCATE.
     """
     t = unit.table
     binary = t.binary_ok
@@ -71,13 +50,16 @@ def copy_unit(unit: Unit, conns: WorkerConnections, source: common_pb2.Connectio
             copy_out = copy_out_sql(t, binary=binary, where=unit.where,
                                     order_by=[unit.order_by] if unit.order_by else None)
             small = unit.whole and t.bytes < PSQL_BYTES
-            delete = small and fresh
-            copy_in = copy_in_sql(t.schema, t.name, t.copy_columns, binary=binary, freeze=unit.whole and not delete)
+            # A small table this attempt's schema just made is empty: nothing to remove before the
+            # first try, a DELETE before another (an earlier try may have committed and lost its
+            # answer). A larger or resumed one is truncated (which COPY FREEZE needs).
+            truncate = unit.whole and not (small and fresh)
+            copy_in = copy_in_sql(t.schema, t.name, t.copy_columns, binary=binary, freeze=truncate)
             with dst.transaction():
-                if delete:
-                    dst.execute(sql.SQL("DELETE FROM ONLY {}").format(sql.Identifier(t.schema, t.name)))
-                elif unit.whole:
+                if truncate:
                     empty(dst, t.schema, t.name, fresh)
+                elif unit.whole and attempt > 1:
+                    dst.execute(sql.SQL("DELETE FROM ONLY {}").format(sql.Identifier(t.schema, t.name)))
                 if small:
                     stats = copy_direct(conns.source(), dst, copy_out, copy_in, on_bytes=on_bytes, cancel=cancel)
                 else:

@@ -23,15 +23,17 @@ import psycopg
 from psycopg import sql
 
 from dbmigrate.v1 import agents_pb2, common_pb2
-from services.common.catalog import DEFAULT_SPLIT_BYTES, Table, list_tables
+from services.common.copy import PSQL_BYTES
+from services.common.catalog import DEFAULT_SPLIT_BYTES, Table, list_tables, table_writes
 from services.common.errors import Cancelled, DatabaseError, DBMigrateError, FailedPrecondition, Unavailable
 from services.common.pg import connect, is_transient
 from services.common import pgtools
-from services.common.pgdump import (apply_script, dump_flags, dump_section, exclude_args, fit_script, known_settings,
+from services.common.pgdump import (apply_schema, dump_flags, dump_section, exclude_args, fit_script, known_settings,
                                      server_version_num, tolerant_pre_data)
 from services.common.roles import create_roles, needed_roles, role_names, to_create
 from services.execution.dbprivileges import copy_database_privileges
 from services.execution import data
+from services.execution.durable import DurableEvents
 from services.execution.baseline import rollback
 from services.execution.largeobjects import copy_large_objects
 from services.execution.matviews import refresh_matviews
@@ -39,13 +41,14 @@ from services.execution.postdata import run_statements
 from services.execution.schema import (Statement, foreign_key_tables, parse_post_data, split_qualified,
                                        unique_constraint_indexes, unique_via_index)
 from services.execution.sequences import copy_sequences
-from services.execution.conns import WorkerConnections, lock_timeout_sql
+from services.execution.conns import lock_timeout_sql, worker_connections
 from services.execution.units import Unit, parts_for, split
 from services.execution.verify import verify_by_stream, verify_table_on
 
 log = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL = 1.0  # seconds between progress events of one table
+ANALYZE_BATCH = 100      # tables one ANALYZE statement takes
 
 
 class ExecutionRun:
@@ -67,6 +70,8 @@ class ExecutionRun:
         self.early_done: set[int] = set()  # post-data statements (ids) run during the data phase
         self.t0 = time.monotonic()
         self.resuming = req.attempt > 1 or bool(self.steps_done or self.units_done)
+        self.target_writes: dict[str, tuple[int, int, int]] = {}
+        self.spent: dict[str, list] = {}  # finishing item -> [count, seconds]
 
     # ---- events ----
 
@@ -99,6 +104,7 @@ class ExecutionRun:
             exporter.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             snapshot = exporter.execute("SELECT pg_export_snapshot()").fetchone()[0]
             self.tools = pgtools.for_source(server_version_num(exporter))
+            self.source_writes = table_writes(exporter)  # what changes after this is the source's drift
             all_tables = list_tables(exporter)
             tables = list_tables(exporter, list(self.opts.include), list(self.opts.exclude))
             excluded = exclude_args(all_tables, tables)
@@ -114,10 +120,17 @@ class ExecutionRun:
                     self._pre_data(snapshot, tables, excluded)
                 post = parse_post_data(post_script.result())
                 post.preamble = fit_script(post.preamble, known_settings(self.target))
-                unique_via_index(post, unique_constraint_indexes(exporter))
+                unique_via_index(post, unique_constraint_indexes(exporter),
+                                 large={(t.schema, t.name) for t in tables if t.bytes >= PSQL_BYTES})
             self._check_cancel()
             t_data = time.monotonic()
-            self._data(exporter, snapshot, tables, post)
+            events = DurableEvents(self.target, self.emit)
+            self.emit = events.emit
+            try:
+                self._data(exporter, snapshot, tables, post)
+            finally:
+                events.close()
+                self.emit = events._emit
             self._check_cancel()
             self._step("data", f"{len(tables)} tables copied, indexed and verified by {self.jobs} copy and "
                                f"{self.jobs} finishing workers", t_data)
@@ -148,11 +161,13 @@ class ExecutionRun:
                 if "analyze" not in self.steps_done:
                     t0 = time.monotonic()
                     rest = [t for t in tables if t.qualified not in self.analyzed]
-                    for t in rest:
+                    for i in range(0, len(rest), ANALYZE_BATCH):  # one ANALYZE statement for many tables
                         self._check_cancel()
-                        dst.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(t.schema, t.name)))
+                        dst.execute(sql.SQL("ANALYZE {}").format(sql.SQL(", ").join(
+                            sql.Identifier(t.schema, t.name) for t in rest[i:i + ANALYZE_BATCH])))
                     self._step("analyze", f"{len(tables)} tables analyzed ({len(tables) - len(rest)} by the copy "
                                           "workers as each table was done)", t0)
+                self.target_writes = table_writes(dst)  # a write after this shows as a change
         finally:
             try:
                 exporter.rollback()
@@ -167,11 +182,18 @@ class ExecutionRun:
         results = [self.results[t.qualified] for t in tables if t.qualified in self.results]
         rows = sum(r.target_rows for r in results)
         seconds = time.monotonic() - self.t0
-        return common_pb2.ExecutionReport(
+        names = {t.qualified for t in tables}
+        writes = [(self.target_writes, "target_writes"), (getattr(self, "source_writes", {}), "source_writes")]
+        report = common_pb2.ExecutionReport(
             tables=results, rows=rows, bytes=self.bytes, seconds=seconds, verified=True,
             steps_done=sorted(self.steps_done),
             summary=f"{len(tables)} tables, {rows:,} rows copied and verified (count + checksum per table) "
                     f"in {seconds:.1f}s this attempt")
+        for counts, field in writes:
+            for name in sorted(names & set(counts)):
+                i, u, d = counts[name]
+                getattr(report, field).add(table=name, inserted=i, updated=u, deleted=d)
+        return report
 
     def _pre_data(self, snapshot: str, tables: list[Table], excluded: list[str]) -> None:
         t0 = time.monotonic()
@@ -187,7 +209,7 @@ class ExecutionRun:
                     dst.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(sql.Identifier(t.schema, t.name)))
         script = dump_section(self.source, "pre-data", tools=self.tools, snapshot=snapshot, extra_args=excluded,
                               **dump_flags(self.opts))
-        apply_script(self.target, tolerant_pre_data(script), "pre-data schema (pg_dump --section=pre-data)")
+        apply_schema(self.target, tolerant_pre_data(script), "pre-data schema (pg_dump --section=pre-data)")
         self._step("pre-data", "tables, types, functions and views created from pg_dump --section=pre-data", t0)
 
     def _roles(self, exporter: psycopg.Connection) -> None:
@@ -238,7 +260,7 @@ class ExecutionRun:
         progress: dict[str, list] = {}
         deferred: set[str] = set()
         retry: list[Unit] = []
-        conns = WorkerConnections(self.source, self.target, snapshot, post.preamble)
+        conns = worker_connections(self.source, self.target, snapshot, post.preamble)
 
         # After a table's last unit: each index build and the check are finishing items of their own
         # (index builds take a SHARE lock, the check only reads, so they run side by side); ANALYZE
@@ -319,6 +341,11 @@ class ExecutionRun:
             for fn, arg in items:
                 finishing.put((0, next(order), fn, arg))
 
+        def small(t: Table) -> bool:
+            """A table copied whole and small: analyzed with others in one statement at the end (not
+            one by one among the index builds), and its keys made whole (nothing to build beside)."""
+            return len(units_of[t.qualified]) == 1 and t.bytes < PSQL_BYTES
+
         def build(item: tuple[Table, Statement]) -> None:
             t, st = item
             run_statements(self.target, post.preamble, [st], resuming=self.resuming, conn=conns.target())
@@ -340,20 +367,26 @@ class ExecutionRun:
                 with self.lock:
                     self.results[t.qualified] = common_pb2.TableResult(table=t.qualified, verified=True,
                                                                        source_rows=-1, target_rows=-1)
-            else:
-                result = verify_by_stream(t, units_of[t.qualified], copied, conns.target(), self.target,
-                                          (lock_timeout_sql(),), self.cancel)
-                if result is None:  # split, copied in an earlier attempt, generated columns, or another row order
-                    result = verify_table_on(t, conns.source(), conns.target())
                 with self.lock:
-                    result.bytes = table_bytes.get(t.qualified, 0)
-                    result.seconds += table_seconds.get(t.qualified, 0.0)
-                    self.results[t.qualified] = result
-                if result.verified:
-                    self.emit(agents_pb2.ExecutionEvent(table_verified=agents_pb2.TableVerified(result=result)))
-                else:
-                    self.emit(agents_pb2.ExecutionEvent(table_failed=agents_pb2.TableFailed(
-                        table=t.qualified, error=result.error, retryable=False, result=result)))
+                    fin[t.qualified].checked = True
+                advance(t)
+                return
+            result = verify_by_stream(t, units_of[t.qualified], copied, conns.target(), self.target,
+                                      (lock_timeout_sql(),), self.cancel)
+            if result is None:  # split, copied in an earlier attempt, generated columns, or another row order
+                result = verify_table_on(t, conns.source(), conns.target())
+            checked(t, result)
+
+        def checked(t: Table, result: common_pb2.TableResult) -> None:
+            with self.lock:
+                result.bytes = table_bytes.get(t.qualified, 0)
+                result.seconds += table_seconds.get(t.qualified, 0.0)
+                self.results[t.qualified] = result
+            if result.verified:
+                self.emit(agents_pb2.ExecutionEvent(table_verified=agents_pb2.TableVerified(result=result)))
+            else:
+                self.emit(agents_pb2.ExecutionEvent(table_failed=agents_pb2.TableFailed(
+                    table=t.qualified, error=result.error, retryable=False, result=result)))
             with self.lock:
                 fin[t.qualified].checked = True
             advance(t)
@@ -374,7 +407,7 @@ class ExecutionRun:
             units = units_of[t.qualified]
             check_first = not (len(units) > 1 and all(u.order_by for u in units))
             with self.lock:
-                fin[t.qualified] = Finishing(len(builds), check_first, analyzed=done,
+                fin[t.qualified] = Finishing(len(builds), check_first, analyzed=done or small(t),
                                              fks=len(fks_of.get(t.qualified, [])))
             if check_first:  # the longest item: first, so the builds share the other workers around it
                 finishing.put((0, next(order), check, t))
@@ -446,7 +479,12 @@ class ExecutionRun:
                         if fn is None:
                             break
                         if not self.cancel.is_set():
+                            t0 = time.monotonic()
                             fn(arg)
+                            with self.lock:  # where the workers' time went, for the log
+                                spent = self.spent.setdefault(fn.__name__, [0, 0.0])
+                                spent[0] += 1
+                                spent[1] += time.monotonic() - t0
                     except BaseException as err:  # first error stops the others; re-raised below
                         conns.reset()
                         with self.lock:
@@ -477,6 +515,8 @@ class ExecutionRun:
         for th in threads:
             th.join()
         conns.close_all()
+        self._log("workers' time: " + ", ".join(f"{n} {name} {secs:.1f} s" for name, (n, secs) in
+                                                sorted(self.spent.items(), key=lambda kv: -kv[1][1])))
         if self.errors:
             err = self.errors[0]
             if isinstance(err, DBMigrateError):

@@ -5,8 +5,8 @@ import re
 from pathlib import Path
 from dataclasses import dataclass, field
 
-_HEADER = re.compile(r"^--\n-- (?:Data for )?Name: (?P<name>.*?); Type: (?P<type>[A-Z ]+?); Schema: (?P<schema>[^;]*);"
-                     r"[^\n]*\n--\n", re.M)
+from services.common.pgdump import blocks, preamble_settings
+
 _IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
 _QNAME = rf"{_IDENT}\.{_IDENT}"
 _ON_TABLE = re.compile(rf"\bON\s+(?:ONLY\s+)?(?P<t>{_QNAME})\s+USING\b", re.S)
@@ -47,26 +47,6 @@ def split_qualified(qname: str) -> tuple[str, str]:
     if not m:
         raise ValueError(qname)
     return _unquote(m.group(1)), _unquote(m.group(2))
-
-
-def blocks(script: str) -> tuple[str, list[tuple[str, str, str]]]:
-    """(preamble, [(type, name, sql), ...]) from a pg_dump plain script, in dump order."""
-    heads = list(_HEADER.finditer(script))
-    preamble = script[: heads[0].start()] if heads else script
-    out = []
-    for i, h in enumerate(heads):
-        end = heads[i + 1].start() if i + 1 < len(heads) else len(script)
-        body = script[h.end(): end]
-        body = "\n".join(ln for ln in body.splitlines() if not ln.startswith("\\")).strip()
-        if body:
-            out.append((h.group("type"), h.group("name"), body))
-    return preamble, out
-
-
-def preamble_settings(preamble: str) -> str:
-    """The SET lines pg_dump puts first (search_path, check_function_bodies, ...), without psql meta-commands."""
-    return "\n".join(ln for ln in preamble.splitlines()
-                     if ln.startswith(("SET ", "SELECT pg_catalog.set_config")))
 
 
 def parse_post_data(script: str) -> PostData:
@@ -120,7 +100,8 @@ def unique_constraint_indexes(conn) -> dict[tuple[str, str, str], tuple[str, boo
             for schema, table, name, indexdef, primary, deferrable, deferred in rows}
 
 
-def unique_via_index(post: PostData, indexes: dict[tuple[str, str, str], tuple[str, bool, bool, bool]]) -> int:
+def unique_via_index(post: PostData, indexes: dict[tuple[str, str, str], tuple[str, bool, bool, bool]],
+                     large: set[tuple[str, str]] | None = None) -> int:
     """Splits each PRIMARY KEY / UNIQUE constraint found in `indexes` into CREATE UNIQUE INDEX (an
     index build like any other: a SHARE lock, so it runs beside the table's other builds and its
     check) and ADD CONSTRAINT ... USING INDEX (attach=True: a moment's exclusive lock once the
@@ -128,7 +109,9 @@ def unique_via_index(post: PostData, indexes: dict[tuple[str, str, str], tuple[s
     stops every other build and read of the table meanwhile (pgcopydb splits them the same way).
 
     `indexes`: (schema, table, constraint) -> (CREATE UNIQUE INDEX ..., primary key?, deferrable?,
-    initially deferred?), read from the source (sql/unique_constraints.sql). Returns how many it split.
+    initially deferred?), read from the source (sql/unique_constraints.sql). Only the keys of the
+    tables in `large` (all when None): a small table's key builds in a moment, and one statement
+    costs less than two. Returns how many it split.
     """
     n = 0
     for key, statements in post.per_table.items():
@@ -138,7 +121,8 @@ def unique_via_index(post: PostData, indexes: dict[tuple[str, str, str], tuple[s
             found = None
             if m:
                 schema, table = split_qualified(m.group("t"))
-                found = indexes.get((schema, table, _unquote(m.group("c"))))
+                if large is None or (schema, table) in large:
+                    found = indexes.get((schema, table, _unquote(m.group("c"))))
             if found is None:
                 out.append(st)
                 continue

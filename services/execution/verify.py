@@ -14,15 +14,6 @@ from services.common.copy import PSQL_BYTES, copy_out_sql, stream_digest
 from services.common.pg import connect
 
 
-def source_in_snapshot(source: common_pb2.Connection, snapshot: str, application_name: str):
-    """A source connection whose transaction sees exactly the migration's snapshot."""
-    c = connect(source, "source", application_name=application_name)
-    c.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-    c.read_only = True
-    c.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))  # first statement of the tx
-    return c
-
-
 def result(table: Table, src: Checksum, dst: Checksum, seconds: float) -> common_pb2.TableResult:
     ok = src == dst
     return common_pb2.TableResult(

@@ -14,21 +14,23 @@ import os
 import re
 import threading
 import time
+from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
 from dbmigrate.v1 import agents_pb2, common_pb2
 from services.common.catalog import Table, list_tables
-from services.common.checksum import row_expression, table_checksum
-from services.common.copy import copy_in_sql, copy_into, copy_out_sql
+from services.common.checksum import Checksum, row_expression, row_hash
+from services.common.copy import PSQL_BYTES, copy_direct, copy_in_sql, copy_into, copy_out_sql
 from services.common.errors import Cancelled, DBMigrateError, DatabaseError, FailedPrecondition
 from services.common.pg import connect, is_transient
 from services.common import pgtools
-from services.common.pgdump import DependencyLoop, apply_script, dump_flags, dump_section, exclude_args, server_version_num, tolerant_pre_data
+from services.common.pgdump import DependencyLoop, apply_schema, dump_flags, dump_section, exclude_args, server_version_num, tolerant_pre_data
 from services.common.roles import needed_roles, role_names, to_create
 from services.validation.scratch import create_scratch, drop_scratch, scratch_name
-from services.execution.verify import source_in_snapshot
+from services.common.sessions import WorkerConnections, source_in_snapshot
+from services.common.traffic import reading, write_traffic
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,40 @@ def sample_where(table: Table, sample_rows: int) -> tuple[sql.Composable | None,
     rows_per_page = max(1.0, estimate / pages)
     first_pages = max(1, int(sample_rows / rows_per_page))
     return sql.SQL("ctid < {}::tid").format(sql.Literal(f"({first_pages},0)")), False
+
+
+FINGERPRINT_BATCH = 100
+# The sample test migration samples every table up to this many; beyond, one table per set of
+# column types (the largest), then the largest others: it costs what it tells, not a copy of every
+# small table (the migration itself proves every table).
+MAX_SAMPLED_TABLES = 200
+
+
+def choose_sample(tables: list[Table]) -> tuple[list[Table], list[tuple[Table, Table]]]:
+    """(tables to sample, [(table not sampled, the sampled one with its column types)])."""
+    if len(tables) <= MAX_SAMPLED_TABLES:
+        return list(tables), []
+    by_shape: dict[tuple, Table] = {}
+    for t in sorted(tables, key=lambda t: -t.bytes):
+        by_shape.setdefault(tuple((c.type, c.generated, c.identity, c.binary_ok) for c in t.columns), t)
+    chosen = {t.qualified: t for t in list(by_shape.values())[:MAX_SAMPLED_TABLES]}
+    for t in sorted(tables, key=lambda t: -t.bytes):
+        if len(chosen) >= MAX_SAMPLED_TABLES:
+            break
+        chosen.setdefault(t.qualified, t)
+    covered = [(t, by_shape[tuple((c.type, c.generated, c.identity, c.binary_ok) for c in t.columns)])
+               for t in tables if t.qualified not in chosen]
+    return list(chosen.values()), covered
+
+
+def fingerprint_query(k: int, table: Table, where: sql.Composable | None) -> sql.Composed:
+    """(k, rows, checksum, digest of every row) of a table's sample: the checksum the migration proves
+    tables with, and an md5 over the sorted md5s of the rows' text (the multiset of rows)."""
+    row = row_expression(table.all_columns)
+    q = sql.SQL("SELECT {k}, count(*), coalesce(sum({h}), 0), "
+                "md5(coalesce(string_agg(md5({row}), '' ORDER BY md5({row})), '')) FROM ONLY {t} AS t").format(
+        k=sql.Literal(k), h=row_hash(table.typed_columns), row=row, t=sql.Identifier(table.schema, table.name))
+    return sql.SQL("({})").format(sql.SQL("{} WHERE {}").format(q, where) if where is not None else q)
 
 
 def row_hashes(conn: psycopg.Connection, schema: str, name: str, columns: list[str],
@@ -108,15 +144,20 @@ class Sampler:
             finally:
                 exporter.close()
         report.scratch_schema = f"database {self.scratch.dbname} on the target server (dropped)"
+        traffic = self._write_traffic()
+        if traffic is not None:
+            report.findings.append(traffic)
         log.info("validation of %d tables in %.1fs: %s", len(report.tables), time.monotonic() - t_start,
                  "passed" if report.passed else "FAILED")
         return report
 
     def _validate(self, snapshot: str, all_tables: list[Table], tables: list[Table]) -> common_pb2.ValidationReport:
         findings: list[common_pb2.Finding] = []
+        chosen, covered = choose_sample(tables)
+        schema_tables = self._schema_tables(snapshot, tables, chosen)
         try:
             script = dump_section(self.req.source, "pre-data", tools=self.tools, snapshot=snapshot,
-                                  extra_args=exclude_args(all_tables, tables), **self.flags)
+                                  extra_args=exclude_args(all_tables, schema_tables), **self.flags)
         except DependencyLoop as err:
             findings.append(common_pb2.Finding(
                 code="DEPENDENCY_LOOP", severity=common_pb2.BLOCKER, object=", ".join(err.items) or "schema",
@@ -126,7 +167,7 @@ class Sampler:
             return common_pb2.ValidationReport(passed=False, findings=findings, summary=(
                 "The sample test migration failed before any data was copied: " + err.message))
         try:
-            apply_script(self.scratch, tolerant_pre_data(script), "pre-data schema (pg_dump --section=pre-data)")
+            apply_schema(self.scratch, tolerant_pre_data(script), "pre-data schema (pg_dump --section=pre-data)")
         except DatabaseError as err:
             if err.retryable:  # the target went away for a moment: the coordinator calls again
                 raise
@@ -140,13 +181,24 @@ class Sampler:
         findings += self._column_order(snapshot)
         results: list[common_pb2.TableValidation] = []
         self.check_failed: set[str] = set()
-        with concurrent.futures.ThreadPoolExecutor(self.jobs, thread_name_prefix="validate") as pool:
-            for r in pool.map(lambda t: self._table(t, snapshot), sorted(tables, key=lambda t: -t.bytes)):
-                results.append(r)
-        # A CHECK constraint may call a function that reads another table: those copies again, once
-        # every other sample is in (the migration does the same).
-        again = {t.qualified: t for t in tables if t.qualified in self.check_failed}
-        results = [self._table(again[r.table], snapshot) if r.table in again else r for r in results]
+        self.where: dict[str, tuple] = {}
+        self.conns = WorkerConnections(self.req.source, self.scratch, snapshot, ["SET synchronous_commit = off"],
+                                       "dbmigrate-validation")
+        try:
+            with concurrent.futures.ThreadPoolExecutor(self.jobs, thread_name_prefix="validate") as pool:
+                for r in pool.map(lambda t: self._table(t, snapshot), sorted(chosen, key=lambda t: -t.bytes)):
+                    results.append(r)
+            # A CHECK constraint may call a function that reads another table: those copies again, once
+            # every other sample is in (the migration does the same).
+            again = {t.qualified: t for t in tables if t.qualified in self.check_failed}
+            results = [self._table(again[r.table], snapshot) if r.table in again else r for r in results]
+        finally:
+            self.conns.close_all()
+        self._compare(tables, results, snapshot)
+        results += [common_pb2.TableValidation(table=t.qualified, passed=True, copy_format="binary" if t.binary_ok
+                                               else "text", reason=f"not sampled: its column types are those of "
+                                                                   f"{rep.qualified}, which was")
+                    for t, rep in covered]
         results.sort(key=lambda r: r.table)
         failed = [r for r in results if not r.passed]
         for r in failed:
@@ -164,17 +216,47 @@ class Sampler:
         bps = nbytes / busy if busy > 0 else 0.0
         rps = rows / busy if busy > 0 else 0.0
         formats = {f: sum(1 for r in results if r.copy_format == f) for f in ("binary", "text")}
+        sampled = len(results) - len(covered)
         if failed:
-            summary = (f"The sample test migration FAILED on {len(failed)} of {len(results)} tables: "
+            summary = (f"The sample test migration FAILED on {len(failed)} of {sampled} tables: "
                        + "; ".join(f"{r.table}: {r.reason}" for r in failed[:5]))
         else:
-            summary = (f"The sample test migration was exact: {len(results)} tables, "
+            summary = (f"The sample test migration was exact: {sampled} tables"
+                       + (f" (standing for all {len(results):,}: the others have the column types of one of them)"
+                          if covered else "") + ", "
                        f"{sum(r.rows_sampled for r in results):,} rows sampled "
                        f"({sum(r.bytes for r in results) / 2**20:.1f} MB; {formats['binary']} binary, {formats['text']} text COPY), counts, "
-                       f"checksums and every sampled row equal. Measured {rps:,.0f} rows/s, "
+                       f"checksums and a digest of every sampled row equal. Measured {rps:,.0f} rows/s, "
                        f"{bps / 2**20:.1f} MB/s per job.")
         return common_pb2.ValidationReport(passed=not failed, tables=results, rows_per_second=rps, bytes_per_second=bps,
                                            findings=findings, summary=summary)
+
+    def _write_traffic(self) -> common_pb2.Finding | None:
+        """The second reading of the source's write counters (discovery took the first): the window
+        is the time discovery and this sample took. Nothing when discovery already named it."""
+        if any(f.code == "WRITE_TRAFFIC" for f in self.req.discovery.findings):
+            return None
+        try:
+            first = self.req.discovery.details["source"]["activity"]["first"]
+            changed_then, at_then = int(first["tuples_changed"]), float(first["sampled_epoch"])
+        except (KeyError, ValueError, TypeError):
+            return None  # a discovery report from before the reading had its time
+        with connect(self.req.source, "source", autocommit=True, application_name="dbmigrate-validation") as c:
+            changed, writers, at = reading(c)
+        return write_traffic(max(0, changed - changed_then), max(0.0, at - at_then), writers)
+
+    def _schema_tables(self, snapshot: str, tables: list[Table], chosen: list[Table]) -> list[Table]:
+        """The tables whose schema the scratch database gets. All of them when every table is sampled;
+        else the sampled ones and every table something else depends on (views, foreign keys, row
+        types, inheritance): creating a table costs a few fsyncs (its TOAST index), and 2,000 of them
+        4-9 s, so the sample's schema scales with the sample. The migration creates them all."""
+        if len(chosen) == len(tables):
+            return tables
+        with source_in_snapshot(self.req.source, snapshot, "dbmigrate-validation") as src:
+            needed = {r[0] for r in src.execute((Path(__file__).parent / "sql" / "dependents.sql").read_text(),
+                                                {"oids": [t.oid for t in tables]})}
+        keep = {t.qualified for t in chosen}
+        return [t for t in tables if t.qualified in keep or t.oid in needed]
 
     def _column_order(self, snapshot: str) -> list[common_pb2.Finding]:
         """Tables whose columns the restored schema has in another order than the source: pg_dump
@@ -198,15 +280,18 @@ class Sampler:
         return out
 
     def _table(self, table: Table, snapshot: str) -> common_pb2.TableValidation:
+        """Copies one table's sample into the scratch database (compared afterwards, all at once)."""
         if self.cancel.is_set():
             raise Cancelled("the validation was cancelled")
         binary = table.binary_ok
         where, whole = sample_where(table, self.sample_rows)
+        self.where[table.qualified] = (where, whole)
         out = common_pb2.TableValidation(table=table.qualified, copy_format="binary" if binary else "text")
         for attempt in range(3):
             try:
-                return self._copy_and_compare(table, snapshot, binary, where, whole, out)
+                return self._copy(table, snapshot, binary, where, whole, attempt > 0, out)
             except psycopg.Error as err:
+                self.conns.reset()
                 if is_transient(err) and attempt < 2:
                     time.sleep(0.5 * 2 ** attempt)
                     continue
@@ -227,6 +312,7 @@ class Sampler:
                 out.passed, out.reason = False, f"copy failed: {str(err).strip().splitlines()[0]}"
                 return out
             except DBMigrateError as err:
+                self.conns.reset()
                 if err.retryable and attempt < 2:
                     time.sleep(0.5 * 2 ** attempt)
                     continue
@@ -234,31 +320,62 @@ class Sampler:
                 return out
         return out
 
-    def _copy_and_compare(self, table, snapshot, binary, where, whole, out) -> common_pb2.TableValidation:
-        with connect(self.scratch, "target", application_name="dbmigrate-validation") as dst:
-            dst.execute(sql.SQL("TRUNCATE ONLY {}").format(sql.Identifier(table.schema, table.name)))
-            stats = copy_into(dst, self.req.source, snapshot, copy_out_sql(table, binary=binary, where=where),
-                              copy_in_sql(table.schema, table.name, table.copy_columns, binary=binary))
-            dst.commit()
-            columns = table.all_columns
-            with source_in_snapshot(self.req.source, snapshot, "dbmigrate-validation") as src:
-                s_sum = table_checksum(src, table.schema, table.name, table.typed_columns, where=where)
-                s_rows = row_hashes(src, table.schema, table.name, columns, where)
-            t_sum = table_checksum(dst, table.schema, table.name, table.typed_columns)
-            t_rows = row_hashes(dst, table.schema, table.name, columns, None)
-        out.rows_sampled = stats.rows
-        out.bytes = stats.bytes
+    def _copy(self, table, snapshot, binary, where, whole, again, out) -> common_pb2.TableValidation:
+        """One COPY on the worker's own sessions: in-process unless the table is copied whole and is
+        large (then through psql, like the migration). The scratch commits without waiting for its
+        WAL to be flushed: it is dropped at the end whatever happens."""
+        dst = self.conns.target()
+        copy_out = copy_out_sql(table, binary=binary, where=where)
+        copy_in = copy_in_sql(table.schema, table.name, table.copy_columns, binary=binary)
+        with dst.transaction():
+            if again:
+                dst.execute(sql.SQL("TRUNCATE ONLY {}").format(sql.Identifier(table.schema, table.name)))
+            if whole and table.bytes >= PSQL_BYTES:
+                stats = copy_into(dst, self.req.source, snapshot, copy_out, copy_in)
+            else:
+                stats = copy_direct(self.conns.source(), dst, copy_out, copy_in)
+        out.rows_sampled, out.bytes = stats.rows, stats.bytes
         secs = max(stats.seconds, 1e-6)
         out.rows_per_second, out.bytes_per_second = stats.rows / secs, stats.bytes / secs
-        if s_sum == t_sum and s_rows == t_rows:
-            out.passed = True
-            out.reason = "whole table" if whole else f"first {stats.rows:,} rows (ctid range)"
-        else:
-            differing = len(set(s_rows) ^ set(t_rows))
-            out.passed = False
-            out.reason = (f"sample differs after the copy: source {s_sum.rows} rows {s_sum.hex}, "
-                          f"copy {t_sum.rows} rows {t_sum.hex}; {differing} sampled rows differ")
+        out.passed = True  # until the comparison says otherwise
+        out.reason = "whole table" if whole else f"first {stats.rows:,} rows (ctid range)"
         return out
+
+    def _compare(self, tables: list[Table], results: list[common_pb2.TableValidation], snapshot: str) -> None:
+        """Source sample and copy compared, every copied table at once: count, checksum and a digest
+        of every sampled row on each side, FINGERPRINT_BATCH tables a query, both sides at once."""
+        by_name = {t.qualified: t for t in tables}
+        todo = [r for r in results if r.passed and r.rows_sampled >= 0 and not r.reason.startswith("not sampled")]
+
+        def side(source: bool) -> dict[str, tuple]:
+            conn = source_in_snapshot(self.req.source, snapshot, "dbmigrate-validation") if source else \
+                connect(self.scratch, "target", application_name="dbmigrate-validation")
+            with conn:
+                out = {}
+                for i in range(0, len(todo), FINGERPRINT_BATCH):
+                    batch = [by_name[r.table] for r in todo[i:i + FINGERPRINT_BATCH]]
+                    q = sql.SQL(" UNION ALL ").join(
+                        fingerprint_query(k, t, self.where[t.qualified][0] if source else None)
+                        for k, t in enumerate(batch))
+                    for k, rows, total, rows_digest in conn.execute(q):
+                        out[batch[k].qualified] = (int(rows), int(total), rows_digest)
+                return out
+
+        with concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="compare") as pool:
+            src_f, dst_f = pool.submit(side, True), pool.submit(side, False)
+            src, dst = src_f.result(), dst_f.result()
+        for r in todo:
+            a, b = src[r.table], dst[r.table]
+            if a == b:
+                continue
+            t = by_name[r.table]
+            with source_in_snapshot(self.req.source, snapshot, "dbmigrate-validation") as s, \
+                    connect(self.scratch, "target", application_name="dbmigrate-validation") as d:
+                differing = len(set(row_hashes(s, t.schema, t.name, t.all_columns, self.where[t.qualified][0]))
+                                ^ set(row_hashes(d, t.schema, t.name, t.all_columns, None)))
+            r.passed = False
+            r.reason = (f"sample differs after the copy: source {a[0]} rows {Checksum(a[0], a[1]).hex}, "
+                        f"copy {b[0]} rows {Checksum(b[0], b[1]).hex}; {differing} sampled rows differ")
 
 
 def validate(req: agents_pb2.ValidateRequest, cancel: threading.Event | None = None) -> common_pb2.ValidationReport:

@@ -29,13 +29,13 @@ import psycopg
 from psycopg import sql
 
 from dbmigrate.v1 import agents_pb2, common_pb2
-from services.common.catalog import Table, list_tables
+from services.common.catalog import Table, list_tables, table_writes
 from services.common.checksum import Checksum, row_expression, row_hash, table_checksum
 from services.common.errors import DatabaseError, DBMigrateError, InvalidInput
 from services.common import pgtools
 from services.common.logs import redact
 from services.common.pg import check_connection, connect, describe, is_transient
-from services.common.pgdump import apply_script, dump_flags, dump_section, exclude_args, tolerant_pre_data
+from services.common.pgdump import apply_schema, dump_flags, dump_section, exclude_args, tolerant_pre_data
 from services.validation import objects
 from services.validation.objects import shorten, read_definitions
 from services.validation.scratch import RENDER_PREFIX, scratch_database, scratch_name
@@ -145,7 +145,8 @@ def render_source(req: agents_pb2.VerifyRequest, src: Side, include, exclude) ->
     name = scratch_name(req.workflow_id, RENDER_PREFIX)
     with scratch_database(req.target, name, "comparing schemas across major versions") as scratch:
         try:
-            apply_script(scratch, tolerant_pre_data(pre) + "\n" + post, "source's schema, rendered for the comparison")
+            apply_schema(scratch, tolerant_pre_data(pre), "source's schema, rendered for the comparison")
+            apply_schema(scratch, post, "source's indexes and constraints, rendered for the comparison")
         except DatabaseError as err:
             if err.retryable:
                 raise
@@ -169,6 +170,45 @@ def _database_privileges(values: list[common_pb2.ObjectDiff]) -> tuple[list, lis
         else:
             diffs.append(d)
     return diffs, notes
+
+
+def reused_proofs(req: agents_pb2.VerifyRequest, pair: Pair,
+                  names: list[str]) -> tuple[dict[str, common_pb2.TableDiff], list[common_pb2.ObjectDiff]]:
+    """The final verification of a migration: its execution proved each table (count and checksum of
+    the target against the source's snapshot). A proven table nothing has written to since (the
+    target's write counters as the execution left them) is not read again; its proof stands. Tables
+    the source changed after the snapshot are notes: the target holds the snapshot it promised."""
+    p = req.proven
+    if not p.tables:
+        return {}, []
+    results = {r.table: r for r in p.tables if r.verified and r.source_rows >= 0}
+    target_then = {w.table: (w.inserted, w.updated, w.deleted) for w in p.target_writes}
+    source_then = {w.table: (w.inserted, w.updated, w.deleted) for w in p.source_writes}
+    source_now, target_now = pair.both(lambda side: _writes(side))
+    out = {}
+    for name in names:
+        r = results.get(name)
+        if r is None or name not in target_then or target_now.get(name) != target_then[name]:
+            continue  # not proven in this snapshot, or written to since: compared again
+        out[name] = common_pb2.TableDiff(
+            table=name, source_rows=r.source_rows, target_rows=r.target_rows, source_checksum=r.source_checksum,
+            target_checksum=r.target_checksum, equal=r.source_checksum == r.target_checksum,
+            note="proven by the migration in its snapshot (count and checksum); not written to since")
+    drift = []
+    for name in names:
+        then, now = source_then.get(name), source_now.get(name)
+        if then is not None and now is not None and now != then:
+            changed = sum(b - a for a, b in zip(then, now))
+            drift.append(common_pb2.ObjectDiff(
+                kind="table", name=name, difference="source_changed",
+                detail=f"{changed:,} rows inserted, updated or deleted in the source after the migration's snapshot "
+                       "(the target holds the snapshot; an online migration carries such writes)"))
+    return out, drift
+
+
+def _writes(side: Side) -> dict[str, tuple[int, int, int]]:
+    with side.guard():
+        return table_writes(side.conn)
 
 
 def compare_schemas(req: agents_pb2.VerifyRequest, pair: Pair, src: tuple[dict, dict], dst: tuple[dict, dict],
@@ -617,6 +657,9 @@ def verify(req: agents_pb2.VerifyRequest) -> common_pb2.VerifyReport:
         by_name = {(x.schema, x.name): x for x in dtabs}
         specs = sorted((_spec(x, by_name[(x.schema, x.name)]) for x in stabs if (x.schema, x.name) in by_name),
                        key=lambda s: (s.schema, s.name))
+        proven, drift = reused_proofs(req, pair, [s.qualified for s in specs])
+        notes += drift
+        specs = [s for s in specs if s.qualified not in proven]
 
         # Integer keys: the checksum pass computes the first level of key buckets at the same cost,
         # so a differing table is already narrowed when the pass ends. Both sides agree on the
@@ -648,6 +691,7 @@ def verify(req: agents_pb2.VerifyRequest) -> common_pb2.VerifyReport:
         pair.pool.shutdown(wait=True)
         pair.src.close()
         pair.dst.close()
+    tables = sorted(tables + list(proven.values()), key=lambda t: t.table)
     report = common_pb2.VerifyReport(equal=not diffs and all(t.equal for t in tables), method=method)
     report.objects.extend(diffs)
     report.notes.extend(notes)

@@ -54,7 +54,7 @@ def test_happy_path_phases_and_next_actions():
     assert seen[13] == ("COMPLETED", None)
     t = wf.table("public.t")
     assert (t.status, t.parts_done, t.parts, t.rows) == ("verified", 2, 2, 10)
-    assert wf.units_done == {"public.t#1/2", "public.t#2/2"}
+    assert set(wf.units_done) == {"public.t#1/2", "public.t#2/2"}
 
 
 def test_blocked_plan_and_failed_validation_are_recorded_as_blockers():

@@ -122,3 +122,46 @@ def test_a_wrong_password_is_a_clear_error(new_database):
         validate(agents_pb2.ValidateRequest(workflow_id="wf-val-bad", source=bad, target=dst.conn))
     assert "dbm_no_such_db_for_validation" in str(err.value) and "does not exist" in str(err.value)
     assert not scratch_exists(dst, "wf-val-bad")
+
+
+def test_many_tables_are_sampled_by_their_column_types_and_the_schema_scales_with_the_sample(new_database,
+                                                                                            monkeypatch):
+    from services.validation import sample
+    monkeypatch.setattr(sample, "MAX_SAMPLED_TABLES", 4)
+    src, dst = new_database("vsrc"), new_database("vdst")
+    src.execute("""
+        DO $$ BEGIN FOR k IN 1..12 LOOP
+          EXECUTE format('CREATE TABLE t_%s (id int PRIMARY KEY, v text)', k);
+          EXECUTE format('INSERT INTO t_%s SELECT g, md5(g::text) FROM generate_series(1, %s) g', k, k * 10);
+        END LOOP; END $$;
+        CREATE TABLE other_shape (id bigint PRIMARY KEY, at timestamptz, n numeric);
+        INSERT INTO other_shape SELECT g, '2024-01-01'::timestamptz + g * interval '1 h', g / 3.0 FROM generate_series(1, 50) g;
+        -- objects that depend on tables that are not sampled: their tables' schema must still be made
+        CREATE VIEW t_1_view AS SELECT * FROM t_1;
+        CREATE FUNCTION first_of_t2() RETURNS SETOF t_2 LANGUAGE sql AS 'SELECT * FROM t_2 LIMIT 1';
+        CREATE TABLE refers (id int PRIMARY KEY, t3 int REFERENCES t_3 (id));
+        ANALYZE;""")
+    report = validate(request(src, dst, "wf-val-many"))
+    assert report.passed, report.summary
+    assert len(report.tables) == 14 and all(t.passed for t in report.tables)
+    sampled = [t for t in report.tables if not t.reason.startswith("not sampled")]
+    assert len(sampled) == 4 and {"other_shape", "refers"} <= {t.table.split(".")[1] for t in sampled}
+    assert "standing for all 14" in report.summary
+    assert not scratch_exists(dst, "wf-val-many")
+
+
+def test_writes_between_discovery_and_the_end_of_the_sample_are_named(new_database):
+    from services.discovery.discover import discover
+    src, dst = new_database("vsrc"), new_database("vdst")
+    src.execute("CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'x' FROM generate_series(1, 10) g")
+    time.sleep(1.2)  # the inserts' counters are published
+    found = discover(agents_pb2.DiscoverRequest(source=src.conn, target=dst.conn, options=common_pb2.MigrationOptions()))
+    assert not [f for f in found.findings if f.code == "WRITE_TRAFFIC"]
+    quiet = validate(agents_pb2.ValidateRequest(workflow_id="wf-val-quiet", source=src.conn, target=dst.conn,
+                                                discovery=found))
+    assert not [f for f in quiet.findings if f.code == "WRITE_TRAFFIC"]
+    src.execute("UPDATE t SET v = 'y' WHERE id <= 5")  # an application writes meanwhile
+    report = validate(agents_pb2.ValidateRequest(workflow_id="wf-val-traffic", source=src.conn, target=dst.conn,
+                                                 discovery=found))
+    traffic = [f for f in report.findings if f.code == "WRITE_TRAFFIC"]
+    assert traffic and "5 rows changed" in traffic[0].message and traffic[0].severity == common_pb2.MEDIUM

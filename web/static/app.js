@@ -320,6 +320,9 @@ function openEvents(id) {
     if (ev.type === "table_progress" && ev.payload) applyProgress(ev.payload);
     if (ev.report) loadReport(id, ev.report);
   });
+  // The web server lost its stream to the coordinator and opens it again from the last event.
+  es.addEventListener("reconnecting", () => { $("live").className = "live"; $("live").textContent = "reconnecting…"; });
+  es.addEventListener("resumed", () => { $("live").className = "live on"; $("live").textContent = "live"; });
   es.addEventListener("error", (e) => {
     $("live").className = "live"; $("live").textContent = "reconnecting…";
     if (e.data) { try { appendLog({level: "error", service: "web", message: JSON.parse(e.data).error}); } catch (x) { /* not ours */ } }

@@ -13,4 +13,5 @@ SELECT (SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::bigint FROM 
        (SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database())::int AS prepared_xacts,
        (SELECT count(*) FROM pg_replication_slots WHERE database = current_database())::int AS replication_slots,
        (SELECT count(*) FROM pg_publication)::int                          AS publications,
-       clock_timestamp()::text                                             AS sampled_at;
+       clock_timestamp()::text                                             AS sampled_at,
+       extract(epoch FROM clock_timestamp())::float8                       AS sampled_epoch;
