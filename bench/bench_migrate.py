@@ -101,12 +101,12 @@ def source_facts() -> dict:
         size = c.execute("SELECT pg_database_size(current_database())").fetchone()[0]
         tables = c.execute("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                            "WHERE c.relkind = 'r' AND n.nspname = 'public'").fetchone()[0]
-        rows = c.execute("SELECT sum(n_live_tup) FROM pg_stat_user_tables").fetchone()[0] or 0
-    return {"mb": round(size / 2**20), "tables": tables, "rows": int(rows)}
+    return {"mb": round(size / 2**20), "tables": tables, "rows": count_rows(url(ADMIN, SRC))}
 
 
-def target_rows(admin: str) -> int:
-    with psycopg.connect(url(admin, DST), autocommit=True) as c:
+def count_rows(database_url: str) -> int:
+    """Every row of the tables in schema public, counted (statistics lag behind a fresh load)."""
+    with psycopg.connect(database_url, autocommit=True) as c:
         tables = c.execute("SELECT quote_ident(relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                            "WHERE c.relkind = 'r' AND n.nspname = 'public'").fetchall()
         total = 0
@@ -244,7 +244,7 @@ def run_shape(name: str, stack: BenchStack, tmp: str, rounds: int) -> dict:
             for tool, run in runs[n % len(runs):] + runs[:n % len(runs)]:
                 recreate(target_admin, DST)
                 seconds, peak, out = run()
-                rows = target_rows(target_admin)
+                rows = count_rows(url(target_admin, DST))
                 if rows != facts["rows"] and facts["rows"]:
                     raise RuntimeError(f"{tool} left {rows:,} rows in the target, the source has {facts['rows']:,}")
                 times.setdefault(tool, []).append(round(seconds, 2))
