@@ -198,7 +198,7 @@ def tools(stack: BenchStack, target_admin: str, tmp: str, with_pgcopydb: bool):
     env = {**os.environ, "DBMIGRATE_COORDINATOR": stack.coordinator}
     src, dst = url(ADMIN, SRC), url(target_admin, DST)
     pg_dump = shutil.which("pg_dump")
-    restore_bin = str(Path(pg_dump).resolve().parent / "pg_restore")  # the same client as the pg_dump
+    restore_bin = shutil.which("pg_restore")  # the OS's, as pg_dump (Debian's wrapper picks the version)
     out = [("dbmigrate", lambda: measured([str(DBMIGRATE), "--json", "migrate", "--source", src, "--target", dst,
                                            "--approve"], pids=stack.pids, env=env)),
            ("pg_dump | pg_restore", lambda: measured(f"{pg_dump} -Fc -d '{src}' | {restore_bin} -d '{dst}'",
