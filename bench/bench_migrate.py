@@ -156,19 +156,30 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def tree_rss(pids: list[int]) -> int:
+def tree_rss(pids: list[int], by: dict[str, int] | None = None) -> int:
+    """The resident memory of every process tree in `pids`; `by` gets each tree's peak by its name."""
     total = 0
     for pid in pids:
         try:
             p = psutil.Process(pid)
+            tree = 0
             for q in [p, *p.children(recursive=True)]:
                 try:
-                    total += q.memory_info().rss
+                    tree += q.memory_info().rss
                 except psutil.Error:
                     pass
+            total += tree
+            if by is not None:
+                cmd = p.cmdline()
+                name = cmd[cmd.index("-m") + 1] if "-m" in cmd else "dbmigrate CLI" if "dbmigrate" in " ".join(cmd) \
+                    else os.path.basename(cmd[0]) if cmd else str(pid)
+                by[name] = max(by.get(name, 0), tree)
         except psutil.Error:
             pass
     return total
+
+
+PEAKS_BY_PROCESS: dict[str, int] = {}  # the last measured run's peak per process tree
 
 
 def measured(cmd, *, shell: bool = False, pids=None, env=None) -> tuple[float, int, str]:
@@ -176,10 +187,11 @@ def measured(cmd, *, shell: bool = False, pids=None, env=None) -> tuple[float, i
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, shell=shell, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     peak = [0]
+    PEAKS_BY_PROCESS.clear()
 
     def sample():
         while proc.poll() is None:
-            peak[0] = max(peak[0], tree_rss((pids() if pids else []) + [proc.pid]))
+            peak[0] = max(peak[0], tree_rss((pids() if pids else []) + [proc.pid], PEAKS_BY_PROCESS))
             time.sleep(0.2)
     th = threading.Thread(target=sample, daemon=True)
     th.start()
@@ -223,6 +235,24 @@ def run_shape(name: str, stack: BenchStack, tmp: str, rounds: int) -> dict:
     build = {"pgbench40": lambda: build_pgbench(40), "pgbench200": lambda: build_pgbench(200),
              "cross18": lambda: build_pgbench(40), "mixed": build_mixed, "small2000": lambda: build_small(2000),
              "small20000": lambda: build_small(20000)}[name]
+    global ADMIN
+    default_admin, own = ADMIN, None
+    if name == "small20000":
+        # pg_dump locks every table it dumps: 20,000 tables need a larger lock table than the local
+        # server's (64 x 100 slots; discovery refuses it with LOCKS_TOO_FEW, and pg_dump fails there too).
+        # A PostgreSQL 15 server of the bench's own, with max_locks_per_transaction 1024, holds both sides.
+        own = Cluster(Path(tmp) / "pg15", free_port(), bin_dir=Path("/usr/lib/postgresql/15/bin"),
+                      settings={"max_locks_per_transaction": "1024", "max_connections": "200"}).start()
+        ADMIN = own.dsn()
+    try:
+        return _run_shape(name, build, stack, tmp, rounds)
+    finally:
+        ADMIN = default_admin
+        if own is not None:
+            own.remove()
+
+
+def _run_shape(name: str, build, stack: BenchStack, tmp: str, rounds: int) -> dict:
     t0 = time.monotonic()
     build()
     facts = source_facts()
@@ -239,6 +269,7 @@ def run_shape(name: str, stack: BenchStack, tmp: str, rounds: int) -> dict:
     times: dict[str, list[float]] = {}
     peaks: dict[str, list[float]] = {}
     phases = {}
+    by_process: dict[str, int] = {}
     try:
         for n in range(rounds):
             for tool, run in runs[n % len(runs):] + runs[:n % len(runs)]:
@@ -249,6 +280,8 @@ def run_shape(name: str, stack: BenchStack, tmp: str, rounds: int) -> dict:
                     raise RuntimeError(f"{tool} left {rows:,} rows in the target, the source has {facts['rows']:,}")
                 times.setdefault(tool, []).append(round(seconds, 2))
                 peaks.setdefault(tool, []).append(round(peak / 2**20, 1))
+                if tool == "dbmigrate":
+                    by_process = {k: max(by_process.get(k, 0), v) for k, v in PEAKS_BY_PROCESS.items()}
                 if tool == "dbmigrate" and not phases:
                     phases = breakdown(stack, out)
                 print(f"  round {n + 1}: {tool:22s} {seconds:8.2f} s   peak RSS {peak / 2**20:7.1f} MB", flush=True)
@@ -261,12 +294,16 @@ def run_shape(name: str, stack: BenchStack, tmp: str, rounds: int) -> dict:
     ratio = med["dbmigrate"] / peers[fastest] if fastest else None
     print(f"  medians: " + ", ".join(f"{t} {m:.2f} s" for t, m in med.items())
           + (f"; dbmigrate = {ratio:.2f}x the faster peer ({fastest}); goal <= {GOAL}x" if ratio else ""), flush=True)
+    print("  dbmigrate peak RSS by process tree: " + ", ".join(f"{k} {v / 2**20:.0f} MB" for k, v in
+                                                             sorted(by_process.items(), key=lambda kv: -kv[1])),
+          flush=True)
     if phases:
         print("  breakdown of one dbmigrate run: " + ", ".join(f"{p} {s:.2f} s" for p, s in phases.items()), flush=True)
     return {"source": facts, "rounds": times, "medians": {t: round(m, 2) for t, m in med.items()},
             "peak_rss_mb": {t: max(v) for t, v in peaks.items()}, "faster_peer": fastest,
             "ratio": round(ratio, 3) if ratio else None, "goal_met": ratio is not None and ratio <= GOAL,
-            "breakdown": phases}
+            "breakdown": phases, "dbmigrate_peak_rss_mb_by_process": {k: round(v / 2**20, 1)
+                                                                       for k, v in by_process.items()}}
 
 
 def main() -> None:

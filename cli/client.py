@@ -6,7 +6,7 @@ import grpc
 from dbmigrate.v1 import coordinator_pb2_grpc
 from services.common.channels import sync_channel
 from services.common.logs import redact
-from services.common.server import ERROR_KIND_KEY
+from services.common.errors import error_details
 
 # Exit codes (also listed in `dbmigrate --help`).
 EXIT_OK = 0
@@ -33,7 +33,7 @@ class CliError(Exception):
 
 def _is_domain_error(err: grpc.RpcError) -> bool:
     try:
-        return any(k == ERROR_KIND_KEY for k, _ in (err.trailing_metadata() or ()))
+        return error_details(err)[0] is not None
     except Exception:  # noqa: BLE001 - a call that never reached the server has no metadata
         return False
 

@@ -11,6 +11,7 @@ from cli.client import (EXIT_FAILED, EXIT_NEEDS_APPROVAL, EXIT_OK, EXIT_USAGE, V
                         Coordinator)
 from cli.watch import EventPrinter, follow
 from dbmigrate.v1 import common_pb2, coordinator_pb2 as C, events_pb2
+from services.common.config import MAX_JOBS
 from services.common.errors import InvalidInput
 from services.common.logs import redact, register_secret
 from services.common.pg import parse_url
@@ -55,16 +56,6 @@ def _size(text: str) -> int:
     return int(float(m.group(1)) * factor)
 
 
-def _jobs(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 0 <= value <= 64:
-        raise argparse.ArgumentTypeError(f"{value} is out of range (0 = number of cores, at most 64)")
-    return value
-
-
 def _count(text: str) -> int:
     try:
         value = int(text)
@@ -73,6 +64,53 @@ def _count(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"{value} must not be negative")
     return value
+
+
+def _jobs(text: str) -> int:
+    value = _count(text)
+    if value > MAX_JOBS:
+        raise argparse.ArgumentTypeError(f"{value} is out of range (0 = number of cores, at most {MAX_JOBS})")
+    return value
+
+
+def _migration_options(c: argparse.ArgumentParser) -> None:
+    c.add_argument("--source", required=True, metavar="URL", help="source database (libpq URL)")
+    c.add_argument("--target", required=True, metavar="URL", help="target database (libpq URL)")
+    c.add_argument("--name", default="", help="a name for people (default: source -> target)")
+    c.add_argument("--advisor", choices=("rules", "h2ogpte"), default="rules",
+                   help="who analyses the risk: the embedded rules (default) or h2oGPTe")
+    c.add_argument("--advisor-address", default=os.environ.get("DBMIGRATE_H2OGPTE_ADDRESS", ""),
+                   metavar="URL", help="h2oGPTe base URL without /api (env DBMIGRATE_H2OGPTE_ADDRESS); "
+                   "the API key comes only from env DBMIGRATE_H2OGPTE_API_KEY")
+    c.add_argument("--advisor-model", default="", metavar="LLM", help="h2oGPTe model (default auto)")
+    c.add_argument("--advisor-timeout", type=_count, default=0, metavar="SECONDS",
+                   help="h2oGPTe timeout per question (default: the generation agent's)")
+    c.add_argument("--jobs", type=_jobs, default=0, metavar="N", help="parallel copy workers (0 = cores)")
+    c.add_argument("--include", action="append", default=[], metavar="PATTERN",
+                   help="copy only matching tables, 'schema.table' glob (* and ?); repeatable")
+    c.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
+                   help="skip matching tables, 'schema.table' glob; repeatable")
+    c.add_argument("--split-threshold", type=_size, default=0, metavar="SIZE",
+                   help="copy tables larger than this in parts (e.g. 256MB; default 1GiB)")
+    c.add_argument("--sample-rows", type=_count, default=0, metavar="N",
+                   help="rows per table in the validation sample (default: the agent's)")
+    c.add_argument("--replace-target", action="store_true",
+                   help="empty and refill target tables that already hold rows (default: refuse)")
+    c.add_argument("--keep-target-on-failure", action="store_true",
+                   help="leave what was copied in place when the migration fails (default: roll back)")
+    c.add_argument("--skip-final-verify", action="store_true",
+                   help="skip the whole-database comparison after the copy (tables are still verified)")
+    c.add_argument("--create-roles", action="store_true",
+                   help="create the roles the database needs (owners, grantees, policy roles) that the target lacks")
+    c.add_argument("--no-owner", action="store_true",
+                   help="objects belong to the target user instead of their owners (recorded as a finding)")
+    c.add_argument("--no-privileges", action="store_true",
+                   help="leave GRANT/REVOKE and default privileges out (recorded as a finding)")
+
+def _table_filter(c: argparse.ArgumentParser) -> None:
+    c.add_argument("--tables", metavar="PATTERN", default=None,
+                   help="print the lines of the tables matching this 'schema.table' glob (with more than "
+                        "50 tables the others are summed up in a line now and then); failures always show")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,47 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help_text, description=help_text, parents=[common], epilog=EPILOG,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
 
-    def migration_options(c: argparse.ArgumentParser) -> None:
-        c.add_argument("--source", required=True, metavar="URL", help="source database (libpq URL)")
-        c.add_argument("--target", required=True, metavar="URL", help="target database (libpq URL)")
-        c.add_argument("--name", default="", help="a name for people (default: source -> target)")
-        c.add_argument("--advisor", choices=("rules", "h2ogpte"), default="rules",
-                       help="who analyses the risk: the embedded rules (default) or h2oGPTe")
-        c.add_argument("--advisor-address", default=os.environ.get("DBMIGRATE_H2OGPTE_ADDRESS", ""),
-                       metavar="URL", help="h2oGPTe base URL without /api (env DBMIGRATE_H2OGPTE_ADDRESS); "
-                       "the API key comes only from env DBMIGRATE_H2OGPTE_API_KEY")
-        c.add_argument("--advisor-model", default="", metavar="LLM", help="h2oGPTe model (default auto)")
-        c.add_argument("--advisor-timeout", type=_count, default=0, metavar="SECONDS",
-                       help="h2oGPTe timeout per question (default: the generation agent's)")
-        c.add_argument("--jobs", type=_jobs, default=0, metavar="N", help="parallel copy workers (0 = cores)")
-        c.add_argument("--include", action="append", default=[], metavar="PATTERN",
-                       help="copy only matching tables, 'schema.table' glob (* and ?); repeatable")
-        c.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
-                       help="skip matching tables, 'schema.table' glob; repeatable")
-        c.add_argument("--split-threshold", type=_size, default=0, metavar="SIZE",
-                       help="copy tables larger than this in parts (e.g. 256MB; default 1GiB)")
-        c.add_argument("--sample-rows", type=_count, default=0, metavar="N",
-                       help="rows per table in the validation sample (default: the agent's)")
-        c.add_argument("--replace-target", action="store_true",
-                       help="empty and refill target tables that already hold rows (default: refuse)")
-        c.add_argument("--keep-target-on-failure", action="store_true",
-                       help="leave what was copied in place when the migration fails (default: roll back)")
-        c.add_argument("--skip-final-verify", action="store_true",
-                       help="skip the whole-database comparison after the copy (tables are still verified)")
-        c.add_argument("--create-roles", action="store_true",
-                       help="create the roles the database needs (owners, grantees, policy roles) that the target lacks")
-        c.add_argument("--no-owner", action="store_true",
-                       help="objects belong to the target user instead of their owners (recorded as a finding)")
-        c.add_argument("--no-privileges", action="store_true",
-                       help="leave GRANT/REVOKE and default privileges out (recorded as a finding)")
-
-    def table_filter(c):
-        c.add_argument("--tables", metavar="PATTERN", default=None,
-                       help="print the lines of the tables matching this 'schema.table' glob (with more than "
-                            "50 tables the others are summed up in a line now and then); failures always show")
-
     c = command("create", "create a migration and print its id")
-    migration_options(c)
+    _migration_options(c)
     c.add_argument("--start", action="store_true", help="start it right away")
 
     for name, text in (("start", "start a created migration"), ("status", "show a migration"),
@@ -144,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
         c = command(name, text)
         c.add_argument("id", metavar="ID")
         if name == "watch":
-            table_filter(c)
+            _table_filter(c)
     c = command("approve", "approve a migration that waits for approval")
     c.add_argument("id", metavar="ID")
     c.add_argument("--comment", default="", help="why, for the record")
@@ -165,11 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"only this report: {', '.join(AGENTS)}")
     c = command("migrate", "create, start and follow a migration to its end; approves only with --approve "
                 "and only when the recommendation is APPROVE")
-    migration_options(c)
+    _migration_options(c)
     c.add_argument("--approve", action="store_true",
                    help="approve automatically if (and only if) the recommendation is APPROVE")
     c.add_argument("--comment", default="", help="approval comment (with --approve)")
-    table_filter(c)
+    _table_filter(c)
     c = command("supply-secrets", "give a coordinator that lost its secret store a migration's passwords again")
     c.add_argument("id", metavar="ID")
     c.add_argument("--source", metavar="URL", default="", help="source URL with the password")

@@ -8,8 +8,6 @@ from google.protobuf import json_format
 from dbmigrate.v1 import common_pb2, coordinator_pb2, events_pb2
 from services.common.text import human_bytes
 
-ENDS = {events_pb2.COMPLETED, events_pb2.DENIED, events_pb2.FAILED, events_pb2.CANCELLED, events_pb2.ROLLED_BACK}
-
 
 def to_json(message) -> str:
     """The protobuf JSON form (proto field names, defaults included) for scripts."""
@@ -72,6 +70,16 @@ def migration(m: coordinator_pb2.Migration) -> str:
         lines.append(f"denied because {m.deny_reason}")
     if m.error:
         lines.append(f"error          {m.error}")
+    if m.stopped_in:
+        lines.append(f"stopped in     {phase(m.stopped_in)}")
+    for b in m.blockers:
+        lines.append(f"blocked by     {b}")
+    p = m.progress
+    if p.tables:
+        lines.append(f"progress       {p.percent:.1f}%: {p.tables_verified:,} of {p.tables:,} tables verified, "
+                     f"{p.tables_copying} copying, {p.tables_failed} failed; {p.rows:,} rows, {human_bytes(p.bytes)}")
+    allowed = [name for name in ("start", "approve", "deny", "cancel", "rollback") if getattr(m.actions, name)]
+    lines.append(f"allowed now    {', '.join(allowed) if allowed else 'nothing (wait, or read the report)'}")
     if m.secrets_missing:
         lines.append("secrets        MISSING: the coordinator lost this migration's passwords; supply them "
                      "(SupplySecrets or DBMIGRATE_SECRET_* and a restart) before it can go on")
@@ -89,8 +97,11 @@ def migration(m: coordinator_pb2.Migration) -> str:
 
 
 def next_step(m: coordinator_pb2.Migration) -> str:
-    if m.phase == events_pb2.CREATED:
+    if m.actions.start:
         return f"next: dbmigrate start {m.id}"
+    if m.phase == events_pb2.AWAITING_APPROVAL and not m.actions.approve:
+        return (f"approval is blocked (see `blocked by` and `dbmigrate report {m.id}`); fix the cause and create a "
+                f"new migration, or `dbmigrate deny {m.id} --reason TEXT`")
     if m.phase == events_pb2.AWAITING_APPROVAL:
         return (f"waiting for approval (recommendation {recommendation(m.recommendation)}, risk {risk(m.risk)}); "
                 f"read `dbmigrate report {m.id}`, then `dbmigrate approve {m.id}` or "

@@ -7,28 +7,30 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Callable, TextIO
 
 import grpc
 
 from cli import render
-from cli.client import CliError, Coordinator
+from services.common.eventlines import describe
+from cli.client import Coordinator
 from dbmigrate.v1 import coordinator_pb2, events_pb2
 
 # Events after which the phase may have changed: the watcher asks GetMigration whether to stop.
 # Above this many tables, table events print as a summary line (EventPrinter).
 MANY_TABLES = 50
+SNAPSHOT_SECONDS = 0.5  # how often the bars ask the coordinator for its table states
 _TABLE_EVENTS = {"table_progress", "table_copied", "table_verified"}
 _PHASE_EVENTS = {"approval_requested", "approved", "denied", "migration_completed", "migration_failed",
                  "migration_cancelled", "rolled_back", "rollback_failed", "verification_completed",
-                 "migration_started", "phase_started"}
+                 "migration_started"}
 
 
 def is_settled(m: coordinator_pb2.Migration, stop_at_approval: bool = True) -> bool:
-    """The migration ended (and any rollback is done), or it waits for a person."""
-    if m.phase in render.ENDS and not m.rollback_pending:
-        return True
-    return stop_at_approval and m.phase == events_pb2.AWAITING_APPROVAL
+    """The coordinator says whether the migration settled; waiting for approval counts only when asked."""
+    if m.phase == events_pb2.AWAITING_APPROVAL:
+        return stop_at_approval
+    return m.settled
 
 
 @dataclass
@@ -52,14 +54,21 @@ class _Bar:
 
 
 class EventPrinter:
-    """Prints events as lines; on a terminal, keeps a block of live progress bars under them."""
+    """Prints events as lines; on a terminal, keeps a block of live progress bars under them.
+
+    The bars and the totals are the coordinator's (Migration.tables and .progress, from `snapshot`,
+    asked at most every SNAPSHOT_SECONDS while table events come); the printer folds no event itself.
+    """
 
     def __init__(self, out: TextIO = sys.stdout, as_json: bool = False, live: bool | None = None,
-                 tables: str | None = None):
+                 tables: str | None = None, snapshot: Callable[[], coordinator_pb2.Migration] | None = None):
         self.out = out
         self.as_json = as_json
         self.live = (out.isatty() if live is None else live) and not as_json
+        self.snapshot = snapshot
         self.bars: dict[str, _Bar] = {}
+        self.progress = coordinator_pb2.Progress()
+        self._snapshot_at = 0.0
         self._drawn = 0
         self._last_draw = 0.0
         # With many tables a line per table is no view: a summary line instead, now and then, and the
@@ -76,14 +85,46 @@ class EventPrinter:
             self.out.flush()
             return
         kind = ev.WhichOneof("payload")
-        handler = getattr(self, f"_on_{kind}", None)
-        text = handler(getattr(ev, kind)) if handler else None
-        if kind in _TABLE_EVENTS and not self._shown(getattr(ev, kind)):
-            text = self._summary()
+        described = describe(ev)
+        texts = [described.text if described else None]
+        if kind == "plan_generated":
+            self.many = len(ev.plan_generated.report.plan.tables) > MANY_TABLES
+            if self.many and not self.tables:
+                texts.append("a line per table only for --tables PATTERN; a summary for all")
+        if kind in _TABLE_EVENTS or kind == "table_failed":
+            refreshed = self.refresh()
+            if kind != "table_failed" and not self._shown(self._table_of(getattr(ev, kind))):
+                texts = refreshed + [self._summary()]
+            else:
+                texts = refreshed + texts
+        elif self.bars:
+            texts = self.refresh(force=True) + ([self._summary()] if self.many else []) + texts
         stamp = ev.time.ToDatetime().strftime("%H:%M:%S") if ev.time.seconds else "--:--:--"
-        for one in ([text] if isinstance(text, str) else text or []):
-            self.line(f"{stamp}  {one}")
+        for one in texts:
+            if one:
+                self.line(f"{stamp}  {one}")
         self._draw()
+
+    def refresh(self, force: bool = False) -> list[str]:
+        """The coordinator's table states into the bars; without a terminal, the bar line of each
+        shown table that passed another quarter."""
+        now = time.monotonic()
+        if self.snapshot is None or (not force and now - self._snapshot_at < SNAPSHOT_SECONDS):
+            return []
+        self._snapshot_at = now
+        try:
+            m = self.snapshot()
+        except Exception:  # noqa: BLE001 - the coordinator restarts: the stream's reconnect says so
+            return []
+        self.progress = m.progress
+        lines = []
+        for t in m.tables:
+            bar = self._bar(t.table)
+            bar.rows, bar.total_rows, bar.bytes, bar.status = t.rows, t.total_rows, t.bytes, t.status
+            bar.rows_per_second, bar.eta_seconds = t.rows_per_second, t.eta_seconds
+            if t.status != "pending" and self._shown(t.table):
+                lines.append(self._progress_line(bar))
+        return lines
 
     def line(self, text: str) -> None:
         self._erase()
@@ -96,24 +137,26 @@ class EventPrinter:
         self._drawn = 0
         self.out.flush()
 
-    def _shown(self, e) -> bool:
-        """Whether the lines of this table event are printed (see __init__)."""
-        table = getattr(e, "table", "") or getattr(getattr(e, "result", None), "table", "")
+    @staticmethod
+    def _table_of(e) -> str:
+        return getattr(e, "table", "") or getattr(getattr(e, "result", None), "table", "")
+
+    def _shown(self, table: str) -> bool:
+        """Whether the lines of this table are printed (see __init__)."""
         if self.tables:
             return fnmatch.fnmatchcase(table, self.tables) or fnmatch.fnmatchcase(table.replace('"', ""), self.tables)
         return not self.many
 
     def _summary(self) -> str | None:
         """One line for all the tables, at most every 5 s or each tenth of them verified."""
-        verified = sum(1 for b in self.bars.values() if b.status == "verified")
+        p = self.progress
         at, count = self._summary_at
-        total = len(self.bars)
-        if time.monotonic() - at < 5 and verified - count < max(1, total // 10) and verified != total:
+        if not p.tables or not (time.monotonic() - at >= 5 or p.tables_verified - count >= max(1, p.tables // 10)
+                                or (p.tables_verified == p.tables and count != p.tables)):
             return None
-        self._summary_at = (time.monotonic(), verified)
-        copying = sum(1 for b in self.bars.values() if b.status == "copying")
-        failed = sum(1 for b in self.bars.values() if b.status == "failed")
-        return f"tables: {verified:,} of {total:,} verified, {copying} copying, {failed} failed"
+        self._summary_at = (time.monotonic(), p.tables_verified)
+        return (f"tables: {p.tables_verified:,} of {p.tables:,} verified, {p.tables_copying} copying, "
+                f"{p.tables_failed} failed")
 
     # ---- progress bars ----
 
@@ -143,10 +186,8 @@ class EventPrinter:
         return f"  {bar.table[:40]:40s} {gauge}  {rows}  {'  '.join(extra)}".rstrip()
 
     def _overall(self) -> str:
-        total = len(self.bars)
-        done = sum(1 for b in self.bars.values() if b.status in ("copied", "verified"))
-        rows = sum(b.rows for b in self.bars.values())
-        return f"  tables {done}/{total} copied, {rows:,} rows"
+        p = self.progress
+        return f"  tables {p.tables_done}/{p.tables} copied, {p.rows:,} rows"
 
     def _active(self) -> list[_Bar]:
         return [b for b in self.bars.values() if b.status == "copying"][:12]
@@ -185,132 +226,6 @@ class EventPrinter:
         bar.printed_quarter = quarter
         return self.bar_text(bar).strip()
 
-    # ---- one method per event type; each returns the line to print (or None) ----
-
-    def _on_migration_created(self, e):
-        return f"created {e.name}"
-
-    def _on_migration_started(self, e):
-        return "started"
-
-    def _on_phase_started(self, e):
-        return f"phase {render.phase(e.phase)}"
-
-    def _on_agent_call_failed(self, e):
-        retry = "; retrying" if e.retryable else ""
-        return f"{e.agent} agent call failed (attempt {e.attempt}): {e.error}{retry}"
-
-    def _on_discovery_completed(self, e):
-        r = e.report
-        worst = max((f.severity for f in r.findings), default=0)
-        return (f"discovery done: {len(r.tables)} tables, {len(r.findings)} findings"
-                + (f" (worst {render.severity(worst)})" if worst else "") + (f" - {r.summary}" if r.summary else ""))
-
-    def _on_validation_completed(self, e):
-        r = e.report
-        return f"validation {'passed' if r.passed else 'FAILED'}" + (f": {r.summary}" if r.summary else "")
-
-    def _on_plan_generated(self, e):
-        r = e.report
-        for t in r.plan.tables:
-            bar = self._bar(f"{t.schema}.{t.name}")
-            bar.total_rows = bar.total_rows or t.rows
-        self.many = len(r.plan.tables) > MANY_TABLES
-        return (f"plan: risk {render.risk(r.risk)}, recommendation {render.recommendation(r.recommendation)}, "
-                f"{len(r.plan.tables)} tables, {r.plan.jobs} jobs"
-                + (f" (a line per table only for --tables PATTERN; a summary for all)" if self.many and not self.tables
-                   else ""))
-
-    def _on_approval_requested(self, e):
-        return (f"waiting for approval: risk {render.risk(e.risk)}, "
-                f"recommendation {render.recommendation(e.recommendation)}")
-
-    def _on_approved(self, e):
-        return "approved" + (f": {e.comment}" if e.comment else "")
-
-    def _on_denied(self, e):
-        return f"denied: {e.reason}"
-
-    def _on_target_baseline_recorded(self, e):
-        return "target baseline recorded (what a rollback restores)"
-
-    def _on_execution_attempted(self, e):
-        return f"execution attempt {e.attempt}" if e.attempt > 1 else "execution started"
-
-    def _on_step_started(self, e):
-        return f"step {e.step} started" if not e.step.startswith("indexes:") else None
-
-    def _on_step_completed(self, e):
-        if e.step.startswith("indexes:"):
-            return None
-        return f"step {e.step} done" + (f" in {e.seconds:,.1f}s" if e.seconds else "") + (
-            f" ({e.detail})" if e.detail else "")
-
-    def _on_table_progress(self, e):
-        bar = self._bar(e.table)
-        if bar.status == "pending":
-            bar.status = "copying"
-        if bar.status == "copying":
-            bar.rows, bar.bytes = e.rows, e.bytes
-            bar.total_rows = e.total_rows or bar.total_rows
-            bar.rows_per_second, bar.eta_seconds = e.rows_per_second, e.eta_seconds
-        return self._progress_line(bar)
-
-    def _on_table_copied(self, e):
-        bar = self._bar(e.table)
-        if e.parts > 1:
-            return f"copied {e.table} part {e.part}/{e.parts}: {e.rows:,} rows in {e.seconds:,.1f}s"
-        bar.status, bar.rows, bar.bytes = "copied", e.rows, e.bytes or bar.bytes
-        bar.total_rows = max(bar.total_rows, e.rows)
-        copied = (f"copied {e.table}: {e.rows:,} rows, {render.human_bytes(e.bytes)} in {e.seconds:,.1f}s"
-                  + (f" ({e.copy_format})" if e.copy_format else ""))
-        return [line for line in (self._progress_line(bar), copied) if line]
-
-    def _on_table_verified(self, e):
-        r = e.result
-        bar = self._bar(r.table)
-        bar.status, bar.rows, bar.total_rows = "verified", r.target_rows, r.source_rows
-        return f"verified {r.table}: {r.target_rows:,} rows, checksum equal"
-
-    def _on_table_failed(self, e):
-        self._bar(e.table).status = "failed"
-        return f"FAILED {e.table}: {e.error}" + (" (will be retried)" if e.retryable else "")
-
-    def _on_log(self, e):
-        return f"[{e.level or 'info'}] {e.message}" + (f" ({e.service})" if e.service else "")
-
-    def _on_execution_finished(self, e):
-        r = e.report
-        return (f"execution finished: {r.rows:,} rows, {render.human_bytes(r.bytes)} in {r.seconds:,.1f}s, "
-                f"{'all tables verified' if r.verified else 'NOT all tables verified'}")
-
-    def _on_verification_completed(self, e):
-        r = e.report
-        return f"final verification: {'source and target are equal' if r.equal else 'DIFFERENCES found'}" + (
-            f" - {r.summary}" if r.summary else "")
-
-    def _on_migration_completed(self, e):
-        return "migration COMPLETED"
-
-    def _on_migration_failed(self, e):
-        return f"migration FAILED in {render.phase(e.phase)}: {e.error}" + (
-            "; rolling the target back" if e.rollback_pending else "")
-
-    def _on_cancel_requested(self, e):
-        return f"cancel requested: {e.reason}"
-
-    def _on_migration_cancelled(self, e):
-        return f"migration CANCELLED: {e.reason}" + ("; rolling the target back" if e.rollback_pending else "")
-
-    def _on_rollback_requested(self, e):
-        return f"rollback requested: {e.reason}"
-
-    def _on_rolled_back(self, e):
-        return "target rolled back" + (f": {e.report.summary}" if e.report.summary else "")
-
-    def _on_rollback_failed(self, e):
-        return f"ROLLBACK FAILED: {e.error}"
-
 
 # How long a broken event stream is retried while the coordinator does not answer at all.
 RECONNECT_SECONDS = 120.0
@@ -339,6 +254,8 @@ def follow(coord: Coordinator, wid: str, printer: EventPrinter, *, from_seq: int
     A stream that breaks is opened again from the last event printed, so nothing is missed or twice."""
     last = from_seq
     m = coord.call("GetMigration", coordinator_pb2.MigrationRef(id=wid))
+    if printer.snapshot is None:
+        printer.snapshot = lambda: coord.call("GetMigration", coordinator_pb2.MigrationRef(id=wid))
     try:
         while True:
             settled = is_settled(m, stop_at_approval)
@@ -372,4 +289,8 @@ def follow(coord: Coordinator, wid: str, printer: EventPrinter, *, from_seq: int
             if is_settled(m, stop_at_approval) and m.last_seq <= last:
                 return m
     finally:
+        if printer.bars and not printer.as_json:
+            for line in printer.refresh(force=True):  # the tables' last state
+                if line:
+                    printer.line(f"{time.strftime('%H:%M:%S')}  {line}")
         printer.close()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import grpc
 
+from coordinator import rules
 from coordinator.state import Workflow
 from coordinator.workflow import DEADLINES, Engine
 from dbmigrate.v1 import agents_pb2, common_pb2, coordinator_pb2, coordinator_pb2_grpc
@@ -30,6 +31,7 @@ def to_migration(wf: Workflow, engine: Engine) -> coordinator_pb2.Migration:
         version=wf.version, last_seq=wf.last_seq, approval_comment=wf.approval_comment, deny_reason=wf.deny_reason,
         secrets_missing=engine.secrets_missing(wf), source_url=display_url(c.source), target_url=display_url(c.target),
         steps_done=sorted(wf.steps_done), rollback_pending=wf.rollback_pending)
+    rules.fill(m, wf, m.secrets_missing)
     m.created_at.FromMicroseconds(wf.created_at)
     m.updated_at.FromMicroseconds(wf.updated_at)
     for phase, seconds in wf.timings():

@@ -63,6 +63,7 @@ class Workflow:
     recommendation: int = 0
     blockers: tuple[str, ...] = ()
     error: str = ""
+    stopped_in: int = P.PHASE_UNSPECIFIED  # the phase a FAILED or CANCELLED migration stopped in
     approval_comment: str = ""
     deny_reason: str = ""
     baseline: bytes = b""
@@ -147,10 +148,6 @@ def _mark(wf, name: str, ev) -> tuple[tuple[str, int], ...]:
 
 def _started(wf, ev):
     return replace(wf, started=True, phase=P.DISCOVERING, marks=_mark(wf, "started", ev))
-
-
-def _phase_started(wf, ev):
-    return replace(wf, phase=ev.phase_started.phase)
 
 
 def _agent_call_failed(wf, ev):
@@ -274,7 +271,8 @@ def _completed(wf, ev):
 
 def _failed(wf, ev):
     f = ev.migration_failed
-    return replace(wf, phase=P.FAILED, error=f.error, rollback_pending=f.rollback_pending, marks=_mark(wf, "ended", ev))
+    return replace(wf, phase=P.FAILED, error=f.error, rollback_pending=f.rollback_pending, marks=_mark(wf, "ended", ev),
+                   stopped_in=f.phase or wf.phase)
 
 
 def _cancel_requested(wf, ev):
@@ -284,7 +282,7 @@ def _cancel_requested(wf, ev):
 def _cancelled(wf, ev):
     c = ev.migration_cancelled
     return replace(wf, phase=P.CANCELLED, error=c.reason, rollback_pending=c.rollback_pending,
-                   marks=_mark(wf, "ended", ev))
+                   marks=_mark(wf, "ended", ev), stopped_in=wf.phase)
 
 
 def _rollback_requested(wf, ev):
@@ -299,13 +297,13 @@ def _rolled_back(wf, ev):
 
 def _rollback_failed(wf, ev):
     err = f"rollback failed: {ev.rollback_failed.error}"
-    phase = P.FAILED if wf.phase == P.ROLLING_BACK else wf.phase
-    return replace(wf, rollback_pending=False, error=err, phase=phase)
+    if wf.phase == P.ROLLING_BACK:
+        return replace(wf, rollback_pending=False, error=err, phase=P.FAILED, stopped_in=P.ROLLING_BACK)
+    return replace(wf, rollback_pending=False, error=err)
 
 
 MUTATORS: dict[str, Callable[[Workflow, events_pb2.WorkflowEvent], Workflow]] = {
     "migration_started": _started,
-    "phase_started": _phase_started,
     "agent_call_failed": _agent_call_failed,
     "discovery_completed": _discovery_completed,
     "validation_completed": _validation_completed,

@@ -10,16 +10,17 @@ from typing import AsyncIterator, Awaitable, Callable
 
 import grpc
 
+from coordinator import rules
 from coordinator.eventlog import EventLog
 from coordinator.secrets import SecretStore
 from coordinator.state import P, Workflow, apply, checkpoint, replay
 from dbmigrate.v1 import agents_pb2, agents_pb2_grpc, common_pb2, events_pb2
 from services.common import metrics
 from services.common.channels import aio_channel
-from services.common.errors import FailedPrecondition, InvalidInput, NotFound
+from services.common.config import MAX_JOBS
+from services.common.errors import FailedPrecondition, InvalidInput, NotFound, error_details
 from services.common.logs import redact, workflow_id_var
 from services.common.pg import check_connection, display_url, parse_url, redacted
-from services.common.server import ERROR_KIND_KEY
 
 log = logging.getLogger(__name__)
 
@@ -187,8 +188,8 @@ class Engine:
         if (source.host, source.port, source.dbname) == (target.host, target.port, target.dbname):
             raise InvalidInput("source and target are the same database; pick another target")
         opts = req.options
-        if not 0 <= opts.jobs <= 64:
-            raise InvalidInput(f"options.jobs={opts.jobs} is out of range (0 = number of cores, at most 64)")
+        if not 0 <= opts.jobs <= MAX_JOBS:
+            raise InvalidInput(f"options.jobs={opts.jobs} is out of range (0 = number of cores, at most {MAX_JOBS})")
         if opts.split_threshold_bytes < 0 or opts.sample_rows < 0:
             raise InvalidInput("options.split_threshold_bytes and options.sample_rows must not be negative")
         for pattern in (*opts.include, *opts.exclude):
@@ -240,7 +241,7 @@ class Engine:
             raise FailedPrecondition(
                 f"migration {wid} is {events_pb2.Phase.Name(wf.phase)}; approval is only possible while it is "
                 "AWAITING_APPROVAL")
-        if wf.blockers:
+        if not rules.actions(wf, secrets_missing=False).approve:  # blocked
             raise FailedPrecondition(
                 f"migration {wid} cannot be approved: blocked by {'; '.join(wf.blockers)}. Fix the cause and "
                 "create a new migration, or deny this one")
@@ -261,7 +262,7 @@ class Engine:
     def cancel(self, wid: str, reason: str) -> Workflow:
         wf = self.get(wid)
         reason = reason or "cancelled by the operator"
-        if wf.phase in (P.CREATED, P.DISCOVERING, P.VALIDATING, P.PLANNING, P.AWAITING_APPROVAL):
+        if wf.phase in rules.CANCEL_AT_ONCE:
             self._stop_driving(wid)
             return self.append(wid, _event(migration_cancelled=events_pb2.MigrationCancelled(reason=reason)))
         if wf.phase == P.EXECUTING:
@@ -277,10 +278,13 @@ class Engine:
         wf = self.get(wid)
         if wf.phase == P.ROLLING_BACK or wf.rollback_pending:
             raise FailedPrecondition(f"migration {wid}: a rollback is already in progress")
-        if wf.phase not in (P.COMPLETED, P.FAILED, P.CANCELLED):
+        if wf.phase not in rules.ROLLBACK_FROM:
             raise FailedPrecondition(
                 f"migration {wid} is {events_pb2.Phase.Name(wf.phase)}; rollback is possible once it is COMPLETED, "
                 "FAILED or CANCELLED (cancel a running migration first)")
+        if not rules.rollback_allowed(wf):
+            raise FailedPrecondition(
+                f"migration {wid} stopped before it wrote anything to the target; there is nothing to roll back")
         wf = self.append(wid, _event(rollback_requested=events_pb2.RollbackRequested(
             reason=reason or "requested by the operator")))
         self.ensure_driving(wid)
@@ -392,7 +396,7 @@ class Engine:
         if isinstance(err, _RetryLater):
             return elapsed < self.transport_retry_seconds, str(err)
         message = redact(err.details() or err.code().name)
-        kind = dict(err.trailing_metadata() or ()).get(ERROR_KIND_KEY)
+        kind, retryable = error_details(err)
         if kind is None:  # the transport failed: the agent is down or restarting
             if err.code() not in TRANSPORT_CODES:
                 return False, message
@@ -401,7 +405,7 @@ class Engine:
             return True, message
         if kind == "internal":
             return attempt < 3, message
-        if kind.endswith(":retryable") or err.code() == grpc.StatusCode.UNAVAILABLE:
+        if retryable or err.code() == grpc.StatusCode.UNAVAILABLE:
             # A database that cannot be reached: wait for it during the copy, fail fast before it.
             budget = self.database_retry_seconds if wf.phase in (P.EXECUTING, P.ROLLING_BACK) or wf.rollback_pending \
                 else min(10.0, self.database_retry_seconds)

@@ -1,4 +1,6 @@
-"""`make run`: starts NATS if none answers, then every DBMigrate service; Ctrl-C or SIGTERM stops them all."""
+"""`make run`: starts NATS if none answers, then every DBMigrate service, and restarts one that dies
+(with backoff, as compose's restart policy does) while the others keep running; Ctrl-C or SIGTERM
+stops them all."""
 from __future__ import annotations
 
 import importlib.util
@@ -45,13 +47,52 @@ def ensure_nats(data: Path) -> subprocess.Popen | None:
     raise SystemExit(f"NATS did not start on {host}:{port}; see {data / 'nats.log'}")
 
 
+# Like compose's restart policy: a service that dies is started again, after a delay that doubles
+# with each quick death (1 s up to 30 s) and is forgotten once it has run for a minute.
+BACKOFF_FIRST, BACKOFF_MAX, HEALTHY_AFTER = 1.0, 30.0, 60.0
+
+
+class Supervised:
+    """One service under supervision: its process, when it started, when it may start again."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.address = env_str(f"DBMIGRATE_{name.upper()}_ADDR", DEFAULT_ADDRESSES[name])
+        self.process = ServiceProcess(name, self.address, log_path=None)
+        self.started = 0.0
+        self.delay = BACKOFF_FIRST
+        self.restart_at: float | None = None
+        self.restarts = 0
+
+    def start(self) -> None:
+        self.process.proc = subprocess.Popen([sys.executable, "-m", MODULES[self.name]], start_new_session=True)
+        self.started = time.monotonic()
+        self.restart_at = None
+
+    def check(self, now: float) -> None:
+        """Notices a death and schedules the restart; restarts when its time has come."""
+        if self.restart_at is None and not self.process.alive:
+            code = self.process.proc.returncode
+            if now - self.started >= HEALTHY_AFTER:
+                self.delay = BACKOFF_FIRST
+            self.restart_at = now + self.delay
+            print(f"{self.name} exited with code {code} after {now - self.started:.0f}s; restarting it in "
+                  f"{self.delay:.0f}s (the other services keep running)", file=sys.stderr, flush=True)
+            self.delay = min(self.delay * 2, BACKOFF_MAX)
+        elif self.restart_at is not None and now >= self.restart_at:
+            self.restarts += 1
+            self.start()
+            print(f"{self.name} restarted (restart {self.restarts}), pid {self.process.proc.pid}",
+                  file=sys.stderr, flush=True)
+
+
 def main() -> None:
     data = Path(env_str("DBMIGRATE_DATA_DIR", str(ROOT / "var")))
     data.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("DBMIGRATE_DATA_DIR", str(data))
     nats = ensure_nats(data)
     order = ["discovery", "validation", "generation", "execution", "coordinator", "web"]
-    procs: list[ServiceProcess] = []
+    services: list[Supervised] = []
     stopping = False
 
     def stop_all(*_):
@@ -65,26 +106,24 @@ def main() -> None:
             if importlib.util.find_spec(f"{MODULES[name]}.__main__") is None:
                 print(f"{name}: not built yet, skipped")
                 continue
-            addr = env_str(f"DBMIGRATE_{name.upper()}_ADDR", DEFAULT_ADDRESSES[name])
-            p = ServiceProcess(name, addr, log_path=None)
-            p.proc = subprocess.Popen([sys.executable, "-m", MODULES[name]], start_new_session=True)
-            procs.append(p)
-        for p in procs:
-            p.wait_ready(60)
-            print(f"{p.service:12s} ready on {p.address}")
+            services.append(Supervised(name))
+            services[-1].start()
+        for s in services:
+            s.process.wait_ready(60)
+            print(f"{s.name:12s} ready on {s.address}")
         web = env_str("DBMIGRATE_WEB_ADDR", DEFAULT_ADDRESSES["web"])
         print(f"\nDBMigrate is running. Web page: http://{web}/  gRPC: grpcurl -plaintext "
               f"{env_str('DBMIGRATE_COORDINATOR_ADDR', DEFAULT_ADDRESSES['coordinator'])} list\n"
-              f"CLI: .venv/bin/dbmigrate --help   Logs: this terminal. Ctrl-C stops everything.")
+              "CLI: .venv/bin/dbmigrate --help   Logs: this terminal. A service that dies is restarted; "
+              "Ctrl-C stops everything.", flush=True)
         while not stopping:
-            for p in procs:
-                if not p.alive:
-                    print(f"{p.service} exited with code {p.proc.returncode}; stopping the stack", file=sys.stderr)
-                    stopping = True
-            time.sleep(0.5)
+            now = time.monotonic()
+            for s in services:
+                s.check(now)
+            time.sleep(0.25)
     finally:
-        for p in reversed(procs):
-            p.stop()
+        for s in reversed(services):
+            s.process.stop()
         if nats is not None:
             nats.terminate()
         print("stopped")

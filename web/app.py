@@ -36,7 +36,6 @@ MAX_BODY_BYTES = 1024 * 1024
 STATUS_INTERVAL = 0.25
 HEARTBEAT_SECONDS = 10.0
 # Phases in which the page needs the reports to draw the steps or the approval panel.
-_NEEDS_REPORTS = {"AWAITING_APPROVAL", "FAILED", "CANCELLED", "ROLLED_BACK", "ROLLING_BACK"}
 
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -160,10 +159,7 @@ async def _current_id(request: Request, body: dict[str, Any] | None = None) -> s
 
 
 async def _view(coordinator: Coordinator, m: coordinator_pb2.Migration) -> dict[str, Any]:
-    reports = None
-    if convert.phase_name(m.phase) in _NEEDS_REPORTS:
-        reports = await coordinator.report(m.id)
-    return convert.migration_view(m, reports)
+    return convert.migration_view(m)
 
 
 # ---- handlers ----
@@ -271,7 +267,7 @@ async def reset(request: Request) -> Response:
         raise
     m = await coordinator.get(wid)
     cancelled = None
-    if convert.phase_name(m.phase) not in convert.ENDED and convert.phase_name(m.phase) != "ROLLING_BACK":
+    if m.actions.cancel:
         m = await coordinator.cancel(wid, _text(body, "reason") or "reset from the web page")
         cancelled = wid
         log.info("migration %s cancelled by a reset", wid)
@@ -325,11 +321,9 @@ def _sse(event: str, data: Any, event_id: int | None = None) -> str:
     return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
-@api
-async def events(request: Request) -> Response:
-    """Server-sent events from WatchEvents: `workflow_event` per event, `status` snapshots, `error`."""
-    coordinator: Coordinator = request.app.state.coordinator
-    wid = (request.query_params.get("id") or "").strip()
+async def _stream_start(request: Request, coordinator: Coordinator, wid: str):
+    """Where the event stream begins (after the last event the browser saw, or now), and the
+    migration's state; errors (unknown id, coordinator down) answer as JSON before the stream."""
     last_event_id = request.headers.get("last-event-id", "").strip()
     if last_event_id.isdigit() and len(last_event_id) < 19:
         from_seq = int(last_event_id)  # the browser reconnected: go on after the last event it saw
@@ -337,13 +331,22 @@ async def events(request: Request) -> Response:
         from_seq = _int_param(request, "from_seq", 0)
     else:
         from_seq = -1
-    # Errors (unknown id, coordinator down) answer as JSON before the stream begins.
+    current = None
     if wid:
         current = await coordinator.get(wid)
         if from_seq < 0:
             from_seq = current.last_seq
     elif from_seq < 0:
         from_seq = max((m.last_seq for m in await coordinator.list()), default=0)
+    return from_seq, current
+
+
+@api
+async def events(request: Request) -> Response:
+    """Server-sent events from WatchEvents: `workflow_event` per event, `status` snapshots, `error`."""
+    coordinator: Coordinator = request.app.state.coordinator
+    wid = (request.query_params.get("id") or "").strip()
+    from_seq, current = await _stream_start(request, coordinator, wid)
 
     async def stream():
         queue: asyncio.Queue = asyncio.Queue(maxsize=2000)

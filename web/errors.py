@@ -5,6 +5,7 @@ import logging
 
 import grpc
 
+from services.common.errors import error_details
 from services.common.logs import redact
 
 log = logging.getLogger("web")
@@ -40,7 +41,7 @@ def from_rpc_error(err: grpc.aio.AioRpcError, coordinator: str) -> ApiError:
         # The web server's own credentials are wrong: the operator of the web server must fix them.
         return ApiError(502, f"the coordinator at {coordinator} refused the web server: {details}; "
                              "give the web server the coordinator's token in DBMIGRATE_GRPC_TOKEN")
-    if code == grpc.StatusCode.UNAVAILABLE and "dbmigrate-error" not in dict(err.trailing_metadata() or ()):
+    if code == grpc.StatusCode.UNAVAILABLE and error_details(err)[0] is None:
         # The transport's own text ("failed to connect to all addresses; ipv4:...") helps nobody here.
         log.warning("coordinator at %s not reachable: %s", coordinator, details)
         return ApiError(503, f"the coordinator at {coordinator} is not reachable; "

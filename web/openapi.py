@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from services.common.config import MAX_JOBS
+
 ERROR = {"$ref": "#/components/schemas/Error"}
 MIGRATION = {"$ref": "#/components/schemas/Migration"}
 ID_QUERY = {"name": "id", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 64},
@@ -62,7 +64,7 @@ CONFIGURE = {
             "model": {"type": "string"}, "api_key": {"type": "string", "writeOnly": True},
             "timeout_seconds": {"type": "integer", "minimum": 0, "maximum": 2147483647}}},
         "options": {"type": "object", "additionalProperties": False, "properties": {
-            "jobs": {"type": "integer", "minimum": 0, "maximum": 64},
+            "jobs": {"type": "integer", "minimum": 0, "maximum": MAX_JOBS},
             "include": {"type": "array", "items": {"type": "string"}},
             "exclude": {"type": "array", "items": {"type": "string"}},
             "split_threshold_bytes": {"type": "integer", "minimum": 0},

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import grpc
 
-from services.common.config import env_float, env_str
+from services.common.config import env_str, settings
 
 
 class _TokenAuth(grpc.AuthMetadataPlugin):
@@ -39,7 +39,7 @@ MAX_MESSAGE = 64 * 1024 * 1024
 
 def keepalive_seconds() -> float:
     """How often a client pings a quiet connection (DBMIGRATE_GRPC_KEEPALIVE_SECONDS, default 20)."""
-    return env_float("DBMIGRATE_GRPC_KEEPALIVE_SECONDS", 20.0, minimum=0.1)
+    return settings().keepalive_seconds
 
 
 # Keepalive, one rule for both ends (it used to be set on the clients only): a client pings every

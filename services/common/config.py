@@ -1,10 +1,16 @@
 """Configuration from DBMIGRATE_* environment variables, with errors that name the variable."""
 from __future__ import annotations
 
+import functools
 import os
+import re
 from dataclasses import dataclass
 
 from services.common.errors import ConfigError
+
+# The most parallel jobs a migration may ask for (0 = the number of cores); the coordinator refuses
+# more, and the CLI and the web API's schema say the same.
+MAX_JOBS = 64
 
 # Where each service listens and where the others reach it.
 DEFAULT_ADDRESSES = {
@@ -97,6 +103,7 @@ class ServerSettings:
 
     @classmethod
     def from_env(cls, service: str) -> "ServerSettings":
+        settings()  # the process's tuning, checked now rather than in the middle of a migration
         level = (env_str("DBMIGRATE_LOG_LEVEL", "INFO") or "INFO").upper()
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(f"DBMIGRATE_LOG_LEVEL={level!r} is not one of DEBUG, INFO, WARNING, ERROR")
@@ -107,3 +114,29 @@ class ServerSettings:
             log_level=level,
             token=env_str("DBMIGRATE_GRPC_TOKEN"),
         )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The tuning every process reads once (settings()), each value checked, each error naming its
+    variable. A service reads it at start (ServerSettings.from_env), so a bad value stops it there."""
+
+    lock_timeout_seconds: float        # DBMIGRATE_LOCK_TIMEOUT_SECONDS: a lock held on the target fails a statement
+    discovery_sample_seconds: float    # DBMIGRATE_DISCOVERY_SAMPLE_SECONDS: least window between traffic samples
+    discovery_lock_timeout: str        # DBMIGRATE_DISCOVERY_LOCK_TIMEOUT: catalog reads wait at most this
+    keepalive_seconds: float           # DBMIGRATE_GRPC_KEEPALIVE_SECONDS: one rule for clients and servers
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        lock = env_str("DBMIGRATE_DISCOVERY_LOCK_TIMEOUT", "10s")
+        if not re.fullmatch(r"\d+\s*(ms|s|min)?", lock.strip()):
+            raise ConfigError(f"DBMIGRATE_DISCOVERY_LOCK_TIMEOUT={lock!r} is not a duration (for example 10s or 500ms)")
+        return cls(lock_timeout_seconds=env_float("DBMIGRATE_LOCK_TIMEOUT_SECONDS", 30.0, minimum=0.1),
+                   discovery_sample_seconds=env_float("DBMIGRATE_DISCOVERY_SAMPLE_SECONDS", 0.0, minimum=0),
+                   discovery_lock_timeout=lock.strip(),
+                   keepalive_seconds=env_float("DBMIGRATE_GRPC_KEEPALIVE_SECONDS", 20.0, minimum=0.1))
+
+
+@functools.lru_cache(maxsize=1)
+def settings() -> Settings:
+    return Settings.from_env()

@@ -17,7 +17,7 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterable
 
 import psycopg
 from psycopg import sql
@@ -122,24 +122,33 @@ class _PsqlCopyOut:
             stream.close()
 
 
+def pump(chunks: Iterable[bytes], write: Callable[[bytes], object] | None = None, *,
+         on_bytes: Callable[[int], None] | None = None, cancel: threading.Event | None = None) -> tuple[str, int]:
+    """The one COPY pump: every chunk of a COPY stream into `write` (when given) and into the stream's
+    digest (XXH3-128, services.common.checksum); returns the digest and the bytes."""
+    digest = stream_hash()
+    total = 0
+    for chunk in chunks:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("the copy was cancelled")
+        if write is not None:
+            write(chunk)
+        digest.update(chunk)
+        total += len(chunk)
+        if on_bytes is not None:
+            on_bytes(len(chunk))
+    return digest.hexdigest(), total
+
+
 def copy_direct(src: psycopg.Connection, dst: psycopg.Connection, copy_out: sql.Composable, copy_in: sql.Composable,
                 *, on_bytes: Callable[[int], None] | None = None, cancel: threading.Event | None = None) -> CopyStats:
     """COPY TO on the source connection streamed into COPY FROM on the target, inside dst's transaction."""
     t0 = time.monotonic()
-    total = 0
-    digest = stream_hash()
     with src.cursor() as scur, dst.cursor() as dcur:
         with scur.copy(copy_out) as out, dcur.copy(copy_in) as inp:
-            for chunk in out:
-                if cancel is not None and cancel.is_set():
-                    raise Cancelled("the copy was cancelled")
-                inp.write(chunk)
-                digest.update(chunk)
-                total += len(chunk)
-                if on_bytes is not None:
-                    on_bytes(len(chunk))
+            digest, total = pump(out, inp.write, on_bytes=on_bytes, cancel=cancel)
         rows = dcur.rowcount
-    return CopyStats(rows=max(rows, 0), bytes=total, seconds=time.monotonic() - t0, digest=digest.hexdigest())
+    return CopyStats(rows=max(rows, 0), bytes=total, seconds=time.monotonic() - t0, digest=digest)
 
 
 def copy_into(dst: psycopg.Connection, source: common_pb2.Connection, snapshot: str | None,
@@ -150,23 +159,16 @@ def copy_into(dst: psycopg.Connection, source: common_pb2.Connection, snapshot: 
     `settings` are SET statements for the source session (e.g. to keep a key-ordered read on its index)."""
     t0 = time.monotonic()
     reader = _PsqlCopyOut(source, copy_out.as_string(dst), snapshot=snapshot, settings=settings)
-    total = 0
-    digest = stream_hash()
     try:
         with dst.cursor() as cur:
             with cur.copy(copy_in) as cp:
-                for chunk in reader.chunks(cancel):
-                    cp.write(chunk)
-                    digest.update(chunk)
-                    total += len(chunk)
-                    if on_bytes is not None:
-                        on_bytes(len(chunk))
+                digest, total = pump(reader.chunks(cancel), cp.write, on_bytes=on_bytes)
                 # Leaving the block with an exception makes psycopg end the COPY with an error.
                 reader.check("reading the source (COPY TO)")
             rows = cur.rowcount
     finally:
         reader.close()
-    return CopyStats(rows=max(rows, 0), bytes=total, seconds=time.monotonic() - t0, digest=digest.hexdigest())
+    return CopyStats(rows=max(rows, 0), bytes=total, seconds=time.monotonic() - t0, digest=digest)
 
 
 def stream_digest(conn: common_pb2.Connection, copy_out: str, *, settings: list[str] | tuple[str, ...] = (),
@@ -174,11 +176,9 @@ def stream_digest(conn: common_pb2.Connection, copy_out: str, *, settings: list[
     """Digest of one COPY ... TO STDOUT run by psql on `conn`: the same digest copy_into takes of the
     source stream, at a fraction of the CPU of iterating psycopg's one-block-per-row COPY."""
     reader = _PsqlCopyOut(conn, copy_out, settings=settings, application_name="dbmigrate-verify")
-    digest = stream_hash()
     try:
-        for chunk in reader.chunks(cancel):
-            digest.update(chunk)
+        digest, _ = pump(reader.chunks(cancel))
         reader.check("reading the target (COPY TO)")
     finally:
         reader.close()
-    return digest.hexdigest()
+    return digest

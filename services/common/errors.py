@@ -68,20 +68,19 @@ class Cancelled(DBMigrateError):
     code = grpc.StatusCode.CANCELLED
 
 
-def from_rpc_error(err: grpc.RpcError, what: str) -> DBMigrateError:
-    """Turns a failed call to another service into the package's error, keeping its message."""
-    code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
-    details = (err.details() if hasattr(err, "details") else "") or str(code)
-    transient = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
-                 grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.ABORTED,
-                 grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL}
-    by_code = {
-        grpc.StatusCode.INVALID_ARGUMENT: InvalidInput,
-        grpc.StatusCode.NOT_FOUND: NotFound,
-        grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
-        grpc.StatusCode.UNAVAILABLE: Unavailable,
-    }
-    cls = by_code.get(code, DBMigrateError)
-    e = cls(f"{what}: {details}")
-    e.retryable = code in transient
-    return e
+def error_details(err: grpc.RpcError) -> tuple[str | None, bool]:
+    """(kind, retryable) from a failed call's typed status details (see server.status_for); kind is
+    None when the status came from the transport, not from a DBMigrate service's own logic."""
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+    status = rpc_status.from_call(err) if hasattr(err, "trailing_metadata") else None
+    kind, retryable = None, False
+    for detail in status.details if status is not None else ():
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            if info.domain == "dbmigrate":
+                kind = info.reason
+        elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            retryable = True
+    return kind, retryable

@@ -12,7 +12,7 @@ from psycopg import conninfo as _conninfo
 
 from dbmigrate.v1 import common_pb2
 from services.common.catalog import Table
-from services.common.errors import DatabaseError, FailedPrecondition
+from services.common.errors import DatabaseError
 from services.common.logs import redact, register_secret
 from services.common.pg import PINNED_SETTINGS, connect, describe, is_transient
 from services.common.pgtools import ClientTools, psql
@@ -208,80 +208,98 @@ def apply_schema(conn: common_pb2.Connection, script: str, what: str = "schema s
     try:
         for c in conns:
             c.execute(head)
-        with concurrent.futures.ThreadPoolExecutor(sessions - 1, thread_name_prefix="schema") as pool:
-            free = queue.Queue()
-            for c in conns[1:]:
-                free.put(c)
-            running: list[concurrent.futures.Future] = []
-            current: dict[str, str] = {}
-
-            def run(c: psycopg.Connection, typ: str, name: str, body: str) -> None:
-                try:
-                    if c.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
-                        c.execute("BEGIN")
-                    c.execute(body)
-                except psycopg.Error as err:
-                    raise DatabaseError(f"applying the {what} on {describe(conn)} failed at {typ.lower()} {name}: "
-                                        f"{redact(err.diag.message_primary or str(err))}",
-                                        retryable=is_transient(err)) from None
-
-            later: list[tuple[str, str, str]] = []
-
-            def on_pool(typ: str, name: str, body: str) -> None:
-                """A table of the run; one that needs another of the same run (a column of another
-                table's row type, say) is made again after the run, in order."""
-                c = free.get()
-                try:
-                    # Tables of a run share one transaction per session (a commit each cost more than
-                    # the table); an index or key commits at once, since it locks a table the
-                    # session's other keys may need too.
-                    if c.info.transaction_status != psycopg.pq.TransactionStatus.IDLE and typ != "TABLE":
-                        c.execute("COMMIT")
-                    if c.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
-                        c.execute("BEGIN")
-                    c.execute("SAVEPOINT dbmigrate_object")
-                    try:
-                        c.execute(body)
-                    except psycopg.Error as err:
-                        if err.sqlstate not in _NEEDS_ANOTHER:
-                            raise DatabaseError(f"applying the {what} on {describe(conn)} failed at {typ.lower()} "
-                                                f"{name}: {redact(err.diag.message_primary or str(err))}",
-                                                retryable=is_transient(err)) from None
-                        c.execute("ROLLBACK TO SAVEPOINT dbmigrate_object")
-                        later.append((typ, name, body))
-                    if typ != "TABLE":
-                        c.execute("COMMIT")
-                finally:
-                    free.put(c)
-
-            def barrier() -> None:
-                """The end of a run: every session's transaction commits before the next object."""
-                for f in running:
-                    f.result()
-                running.clear()
-                for c in conns:
-                    if c.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                        c.execute("COMMIT")
-                while later:
-                    run(conns[0], *later.pop(0))
-
-            for typ, name, body in items:
-                for m in _SESSION_SET.finditer(body):
-                    current[m.group(1)] = m.group(0)
-                if _independent(typ, body):
-                    if not running and conns[0].info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                        conns[0].execute("COMMIT")  # what the run needs (its schemas, types) is seen by all
-                    prefix = "\n".join(current.values())
-                    running.append(pool.submit(on_pool, typ, name, f"{prefix}\n{body}" if prefix else body))
-                    continue
-                if running:
-                    barrier()
-                run(conns[0], typ, name, body)
-            barrier()
+        _ParallelApply(conn, conns, what).apply(items)
         durable(conns[0])
     finally:
         for c in conns:
             c.close()
+
+
+TABLES_PER_COMMIT = 500  # a table holds 3 locks until commit (itself, its TOAST table and index)
+
+
+def _idle(c: psycopg.Connection) -> bool:
+    return c.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+
+
+class _ParallelApply:
+    """apply_schema's runs: plain tables on every session, everything else in order on the first."""
+
+    def __init__(self, conn: common_pb2.Connection, conns: list[psycopg.Connection], what: str):
+        self.conn, self.conns, self.what = conn, conns, what
+        self.free: queue.Queue = queue.Queue()
+        for c in conns[1:]:
+            self.free.put(c)
+        self.running: list[concurrent.futures.Future] = []
+        self.later: list[tuple[str, str, str]] = []
+        self.in_tx: dict[int, int] = {}  # session -> tables created in its open transaction
+
+    def apply(self, items) -> None:
+        current: dict[str, str] = {}
+        with concurrent.futures.ThreadPoolExecutor(len(self.conns) - 1, thread_name_prefix="schema") as pool:
+            for typ, name, body in items:
+                for m in _SESSION_SET.finditer(body):
+                    current[m.group(1)] = m.group(0)
+                if _independent(typ, body):
+                    if not self.running and not _idle(self.conns[0]):
+                        self.conns[0].execute("COMMIT")  # what the run needs (its schemas, types) is seen by all
+                    prefix = "\n".join(current.values())
+                    self.running.append(pool.submit(self.on_pool, typ, name, f"{prefix}\n{body}" if prefix else body))
+                    continue
+                if self.running:
+                    self.barrier()
+                self.run(self.conns[0], typ, name, body)
+            self.barrier()
+
+    def _error(self, typ: str, name: str, err: psycopg.Error) -> DatabaseError:
+        return DatabaseError(f"applying the {self.what} on {describe(self.conn)} failed at {typ.lower()} {name}: "
+                             f"{redact(err.diag.message_primary or str(err))}", retryable=is_transient(err))
+
+    def run(self, c: psycopg.Connection, typ: str, name: str, body: str) -> None:
+        try:
+            if _idle(c):
+                c.execute("BEGIN")
+            c.execute(body)
+        except psycopg.Error as err:
+            raise self._error(typ, name, err) from None
+
+    def on_pool(self, typ: str, name: str, body: str) -> None:
+        """A table of the run; one that needs another of the same run (a column of another table's
+        row type, say) is made again after the run, in order."""
+        c = self.free.get()
+        try:
+            # Tables of a run share one transaction per session (a commit each cost more than the
+            # table); an index or key commits at once, since it locks a table the session's other
+            # keys may need too.
+            if not _idle(c) and (typ != "TABLE" or self.in_tx.get(id(c), 0) >= TABLES_PER_COMMIT):
+                c.execute("COMMIT")  # also bounds the locks one transaction holds (the shared lock table)
+                self.in_tx[id(c)] = 0
+            self.in_tx[id(c)] = self.in_tx.get(id(c), 0) + 1
+            if _idle(c):
+                c.execute("BEGIN")
+            c.execute("SAVEPOINT dbmigrate_object")
+            try:
+                c.execute(body)
+            except psycopg.Error as err:
+                if err.sqlstate not in _NEEDS_ANOTHER:
+                    raise self._error(typ, name, err) from None
+                c.execute("ROLLBACK TO SAVEPOINT dbmigrate_object")
+                self.later.append((typ, name, body))
+            if typ != "TABLE":
+                c.execute("COMMIT")
+        finally:
+            self.free.put(c)
+
+    def barrier(self) -> None:
+        """The end of a run: every session's transaction commits before the next object."""
+        for f in self.running:
+            f.result()
+        self.running.clear()
+        for c in self.conns:
+            if not _idle(c):
+                c.execute("COMMIT")
+        while self.later:
+            self.run(self.conns[0], *self.later.pop(0))
 
 
 def apply_script(conn: common_pb2.Connection, script: str, what: str = "schema script", *, fitted: bool = False) -> None:

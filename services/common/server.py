@@ -12,8 +12,11 @@ from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Iterable
 
 import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from grpc_status import rpc_status
 
 from services.common import metrics
 from services.common.channels import server_options
@@ -43,20 +46,36 @@ def service_errors(base: type) -> Callable[[type], type]:
     return decorate
 
 
-# Trailing metadata that tells a caller the status came from the service's own logic (a database
-# unreachable, a bad request), not from the transport (the service itself down or restarting).
-ERROR_KIND_KEY = "dbmigrate-error"
+# An error from the service's own logic (a database unreachable, a bad request), not from the
+# transport (the service itself down or restarting), carries typed status details
+# (google.rpc.Status through grpcio-status): an ErrorInfo with its kind, and a RetryInfo when
+# trying again may succeed. services.common.errors.error_details reads them back.
+ERROR_DOMAIN = "dbmigrate"
 
 
 async def _abort_for(context, err: BaseException, where: str):
     if isinstance(err, DBMigrateError):
-        kind = f"{type(err).__name__}{':retryable' if err.retryable else ''}"
-        await context.abort(err.code, redact(err.message), trailing_metadata=((ERROR_KIND_KEY, kind),))
+        await context.abort_with_status(status_for(err.code, redact(err.message), type(err).__name__,
+                                                   retry_after=1.0 if err.retryable else None))
     error_id = uuid.uuid4().hex[:12]
     log.error("unexpected error in %s (error id %s)", where, error_id, exc_info=err)
-    await context.abort(grpc.StatusCode.INTERNAL,
-                        f"internal error in {where} (error id {error_id}); see the service log",
-                        trailing_metadata=((ERROR_KIND_KEY, "internal"),))
+    await context.abort_with_status(status_for(
+        grpc.StatusCode.INTERNAL, f"internal error in {where} (error id {error_id}); see the service log", "internal"))
+
+
+def status_for(code: grpc.StatusCode, message: str, kind: str, retry_after: float | None = None) -> grpc.Status:
+    info = error_details_pb2.ErrorInfo(reason=kind, domain=ERROR_DOMAIN)
+    details = [info]
+    if retry_after is not None:
+        retry = error_details_pb2.RetryInfo()
+        retry.retry_delay.FromMilliseconds(int(retry_after * 1000))
+        details.append(retry)
+    packed = []
+    for d in details:
+        a = any_pb2.Any()
+        a.Pack(d)
+        packed.append(a)
+    return rpc_status.to_status(status_pb2.Status(code=code.value[0], message=message, details=packed))
 
 
 def _workflow_of(request) -> str | None:

@@ -116,6 +116,7 @@ def find(source_inv: dict, target_inv: dict, options, pg_dump_version: tuple | N
     _objects(out, source_inv, names)
     _traffic(out, source_inv)
     _connections(out, source_inv, target_inv, options)
+    _locks(out, source_inv, target_inv)
     _settings(out, src, tgt, tables)
     return out.done()
 
@@ -468,9 +469,14 @@ def _locale(name) -> str:
 
 
 def _requirements(out: _Findings, source_inv: dict, target_inv: dict, names: set) -> None:
-    """What the source uses that the target server lacks: collations, languages, tablespaces."""
+    """What the source uses that the target server lacks: collations, languages, features, tablespaces."""
     if not target_inv.get("server"):
         return
+    _collation_gaps(out, source_inv, target_inv)
+    _server_gaps(out, source_inv, target_inv)
+
+
+def _collation_gaps(out: _Findings, source_inv: dict, target_inv: dict) -> None:
     tgt = target_inv["server"]
     icu = tgt.get("icu_supported")
     target_colls = {(c["schema"], c["name"]) for c in target_inv.get("collations", [])}
@@ -512,6 +518,11 @@ def _requirements(out: _Findings, source_inv: dict, target_inv: dict, names: set
                 "have; a target database cannot be created with the same order",
                 "install the locale on the target host (locale-gen) and create the target database with LC_COLLATE "
                 f"'{src['collation']}', or accept the target's order after checking the application")
+
+
+def _server_gaps(out: _Findings, source_inv: dict, target_inv: dict) -> None:
+    """Procedural languages, build features (libxml, lz4) and tablespaces the target server lacks."""
+    tgt = target_inv["server"]
     target_langs = {l["name"] for l in target_inv.get("languages", [])}
     available = {e["name"] for e in target_inv.get("extensions", []) if e.get("available") or e.get("installed")}
     for lang in source_inv.get("languages", []):
@@ -632,6 +643,29 @@ def _connections(out: _Findings, source_inv: dict, target_inv: dict, options) ->
                     + f", {used} are in use, {free} are free; {jobs} parallel jobs need {need}",
                     f"lower the number of jobs to {max(1, (free - 3) // 4)} or less, close idle connections, "
                     f"or raise max_connections on the {side} (needs a restart)")
+
+
+def _locks(out: _Findings, source_inv: dict, target_inv: dict) -> None:
+    """A database of many relations needs a lock table that holds a lock for each: pg_dump locks every
+    relation it dumps (execution runs two at once, pre-data and post-data), and a verification reads
+    every table in one snapshot. Without the room, the copy fails after approval with "out of shared
+    memory"; pg_dump | pg_restore fails the same way."""
+    relations = source_inv.get("server", {}).get("lockable_relations") or 0
+    for side, inv, need in (("source", source_inv, 2 * relations + 100), ("target", target_inv, relations + 100)):
+        srv = inv.get("server", {})
+        slots = srv.get("lock_slots") or 0
+        if not slots or need <= slots:
+            continue
+        per = srv.get("max_locks_per_transaction") or 64
+        want = -(-need * per // slots)  # the same connections, enough slots
+        want = max(want, 2 ** (want - 1).bit_length())
+        out.add("LOCKS_TOO_FEW", BLOCKER, f"{side} server",
+                f"the source database has {relations:,} tables, views and sequences; the {side} server's lock "
+                f"table holds {slots:,} locks (max_locks_per_transaction {per} x connections) and the migration "
+                f"needs about {need:,} at once (pg_dump locks every relation it dumps, and a verification reads "
+                "every table in one snapshot): it would fail with \"out of shared memory\"",
+                f"on the {side}: ALTER SYSTEM SET max_locks_per_transaction = {want}; then restart the server, and "
+                "run discovery again (or migrate fewer tables at once with --include / --exclude)")
 
 
 def _settings(out: _Findings, src: dict, tgt: dict, tables: Iterable[dict]) -> None:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import datetime
 import decimal
-import os
 import time
 from pathlib import Path
 
 import psycopg
 from psycopg.rows import dict_row
 
+from services.common.config import settings
 from services.common.errors import DatabaseError
 from services.common.roles import needed_rows
 from services.common.pg import is_transient
@@ -30,8 +30,8 @@ LIST_KINDS = ("extensions", "schemas", "tables", "columns", "primary_keys", "for
 # The shortest window between discovery's two write-traffic samples. 0 by default: the sample test
 # migration takes another reading when it ends (services.common.traffic), so the window is the time
 # both phases take anyway instead of a wait.
-SAMPLE_SECONDS = float(os.environ.get("DBMIGRATE_DISCOVERY_SAMPLE_SECONDS", "0"))
-LOCK_TIMEOUT = os.environ.get("DBMIGRATE_DISCOVERY_LOCK_TIMEOUT", "10s")
+# (DBMIGRATE_DISCOVERY_SAMPLE_SECONDS, in services.common.config.settings; tests set SAMPLE_SECONDS.)
+SAMPLE_SECONDS: float | None = None
 
 
 def _sql(name: str) -> str:
@@ -92,7 +92,8 @@ def inventory(conn: psycopg.Connection, *, sample_seconds: float | None = None) 
     sample_seconds: the shortest window between the two activity samples (default SAMPLE_SECONDS;
     0 for a database whose write traffic does not matter, e.g. the target).
     """
-    window = SAMPLE_SECONDS if sample_seconds is None else sample_seconds
+    window = sample_seconds if sample_seconds is not None else SAMPLE_SECONDS if SAMPLE_SECONDS is not None \
+        else settings().discovery_sample_seconds
     where = f"database {conn.info.dbname!r} on {conn.info.host}:{conn.info.port}"
     was = (conn.isolation_level, conn.read_only)
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
@@ -102,7 +103,7 @@ def inventory(conn: psycopg.Connection, *, sample_seconds: float | None = None) 
     t0 = time.monotonic()
     try:
         with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+            cur.execute(f"SET LOCAL lock_timeout = '{settings().discovery_lock_timeout}'")
             # Catalog queries over tens of thousands of tables look expensive to the planner, and JIT
             # compiling them costs more than it saves (2.2 s instead of 0.8 s for 20,000 tables).
             cur.execute("SET LOCAL jit = off")

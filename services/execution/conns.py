@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 from dbmigrate.v1 import common_pb2
-from services.common.config import env_float
+from services.common.config import settings
 from services.common.sessions import WorkerConnections
 
 
 def lock_timeout_sql() -> str:
     """A lock another session holds on the target makes a statement fail (retried), not wait forever."""
-    seconds = env_float("DBMIGRATE_LOCK_TIMEOUT_SECONDS", 30.0, minimum=0.1)
-    return f"SET lock_timeout = '{int(seconds * 1000)}ms'"
+    return f"SET lock_timeout = '{int(settings().lock_timeout_seconds * 1000)}ms'"
 
 
 def worker_connections(source: common_pb2.Connection, target: common_pb2.Connection, snapshot: str,

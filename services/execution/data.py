@@ -12,7 +12,7 @@ from psycopg import sql
 
 from dbmigrate.v1 import common_pb2
 from services.common.copy import PSQL_BYTES, CopyStats, copy_direct, copy_in_sql, copy_into, copy_out_sql
-from services.common.errors import Cancelled, DBMigrateError, Unavailable
+from services.common.errors import DBMigrateError, Unavailable
 from services.common.pg import connect, is_transient
 from services.common.sessions import WorkerConnections
 from services.execution.units import Unit

@@ -11,10 +11,8 @@ everything else is idempotent, so a second call after a crash continues where th
 from __future__ import annotations
 
 import concurrent.futures
-import itertools
 import logging
 import os
-import queue
 import threading
 import time
 from typing import Callable
@@ -24,30 +22,26 @@ from psycopg import sql
 
 from dbmigrate.v1 import agents_pb2, common_pb2
 from services.common.copy import PSQL_BYTES
-from services.common.catalog import DEFAULT_SPLIT_BYTES, Table, list_tables, table_writes
-from services.common.errors import Cancelled, DatabaseError, DBMigrateError, FailedPrecondition, Unavailable
+from services.common.catalog import Table, list_tables, table_writes
+from services.common.errors import Cancelled, DatabaseError, DBMigrateError, FailedPrecondition
 from services.common.pg import connect, is_transient
 from services.common import pgtools
 from services.common.pgdump import (apply_schema, dump_flags, dump_section, exclude_args, fit_script, known_settings,
                                      server_version_num, tolerant_pre_data)
 from services.common.roles import create_roles, needed_roles, role_names, to_create
 from services.execution.dbprivileges import copy_database_privileges
-from services.execution import data
+from services.execution.tables import DataPhase
 from services.execution.durable import DurableEvents
 from services.execution.baseline import rollback
 from services.execution.largeobjects import copy_large_objects
 from services.execution.matviews import refresh_matviews
 from services.execution.postdata import run_statements
-from services.execution.schema import (Statement, foreign_key_tables, parse_post_data, split_qualified,
-                                       unique_constraint_indexes, unique_via_index)
+from services.execution.schema import parse_post_data, split_qualified, unique_constraint_indexes, unique_via_index
 from services.execution.sequences import copy_sequences
-from services.execution.conns import lock_timeout_sql, worker_connections
-from services.execution.units import Unit, parts_for, split
-from services.execution.verify import verify_by_stream, verify_table_on
+from services.execution.conns import lock_timeout_sql
 
 log = logging.getLogger(__name__)
 
-PROGRESS_INTERVAL = 1.0  # seconds between progress events of one table
 ANALYZE_BATCH = 100      # tables one ANALYZE statement takes
 
 
@@ -79,6 +73,10 @@ class ExecutionRun:
         self.steps_done.add(step)
         self.emit(agents_pb2.ExecutionEvent(step_completed=agents_pb2.StepCompleted(
             step=step, detail=detail, seconds=time.monotonic() - started if started else 0.0)))
+
+    def _begin(self, step: str) -> float:
+        self.emit(agents_pb2.ExecutionEvent(step_started=agents_pb2.StepStarted(step=step)))
+        return time.monotonic()
 
     def _log(self, message: str, level: str = "INFO") -> None:
         log.info(message)
@@ -123,7 +121,7 @@ class ExecutionRun:
                 unique_via_index(post, unique_constraint_indexes(exporter),
                                  large={(t.schema, t.name) for t in tables if t.bytes >= PSQL_BYTES})
             self._check_cancel()
-            t_data = time.monotonic()
+            t_data = self._begin("data")
             events = DurableEvents(self.target, self.emit)
             self.emit = events.emit
             try:
@@ -135,7 +133,7 @@ class ExecutionRun:
             self._step("data", f"{len(tables)} tables copied, indexed and verified by {self.jobs} copy and "
                                f"{self.jobs} finishing workers", t_data)
             if "post-data" not in self.steps_done:
-                t0 = time.monotonic()
+                t0 = self._begin("post-data")
                 copied = {(t.schema, t.name) for t in tables}
                 early_elsewhere = [st for key, sts in post.per_table.items() if split_qualified(key) not in copied
                                    for st in sts]
@@ -146,20 +144,20 @@ class ExecutionRun:
                                            if self.early_done else ""), t0)
             with connect(self.target, "target", autocommit=True, application_name="dbmigrate-finish") as dst:
                 if "sequences" not in self.steps_done:
-                    t0 = time.monotonic()
+                    t0 = self._begin("sequences")
                     self._step("sequences", f"{copy_sequences(exporter, dst)} sequences set", t0)
                 if "matviews" not in self.steps_done:
-                    t0 = time.monotonic()
+                    t0 = self._begin("matviews")
                     self._step("matviews", f"{refresh_matviews(exporter, dst)} materialized views refreshed", t0)
                 if "large-objects" not in self.steps_done:
-                    t0 = time.monotonic()
+                    t0 = self._begin("large-objects")
                     n = copy_large_objects(exporter, lambda: connect(self.target, "target"), **dump_flags(self.opts))
                     self._step("large-objects", f"{n} large objects copied", t0)
                 if "database-privileges" not in self.steps_done and not self.opts.no_privileges:
-                    t0 = time.monotonic()
+                    t0 = self._begin("database-privileges")
                     self._step("database-privileges", copy_database_privileges(exporter, dst), t0)
                 if "analyze" not in self.steps_done:
-                    t0 = time.monotonic()
+                    t0 = self._begin("analyze")
                     rest = [t for t in tables if t.qualified not in self.analyzed]
                     for i in range(0, len(rest), ANALYZE_BATCH):  # one ANALYZE statement for many tables
                         self._check_cancel()
@@ -196,7 +194,7 @@ class ExecutionRun:
         return report
 
     def _pre_data(self, snapshot: str, tables: list[Table], excluded: list[str]) -> None:
-        t0 = time.monotonic()
+        t0 = self._begin("pre-data")
         baseline = self.req.baseline
         with connect(self.target, "target", autocommit=True) as dst:
             dst.execute(lock_timeout_sql())
@@ -214,7 +212,7 @@ class ExecutionRun:
 
     def _roles(self, exporter: psycopg.Connection) -> None:
         """--create-roles: the roles the database needs that the target lacks, before any object names them."""
-        t0 = time.monotonic()
+        t0 = self._begin("roles")
         with connect(self.target, "target", autocommit=True, application_name="dbmigrate-roles") as dst:
             todo = to_create(needed_roles(exporter), role_names(dst), self.opts)
             made = create_roles(exporter, dst, todo)
@@ -231,297 +229,4 @@ class ExecutionRun:
     # ---- data ----
 
     def _data(self, exporter: psycopg.Connection, snapshot: str, tables: list[Table], post) -> None:
-        per_table = {split_qualified(k): v for k, v in post.per_table.items()}
-        planned = {(p.schema, p.name): p.parts for p in self.req.plan.tables}
-        threshold = self.opts.split_threshold_bytes or DEFAULT_SPLIT_BYTES
-        copying: queue.PriorityQueue = queue.PriorityQueue()
-        finishing: queue.PriorityQueue = queue.PriorityQueue()
-        order = itertools.count()
-        pending: dict[str, int] = {}
-        todo_of: dict[str, list[Unit]] = {}
-        units_of: dict[str, list[Unit]] = {}
-        copied: dict[str, tuple[int, str, bool]] = {}  # unit id -> rows, digest and format of its COPY stream
-        table_bytes: dict[str, int] = {}
-        table_seconds: dict[str, float] = {}  # copy time of the table's units, the check's added
-        for t in tables:
-            if t.qualified in self.verified and f"indexes:{t.qualified}" in self.steps_done:
-                self.results[t.qualified] = common_pb2.TableResult(table=t.qualified, verified=True,
-                                                                   source_rows=-1, target_rows=-1)
-                continue
-            units = split(exporter, t, parts_for(t, threshold, planned.get((t.schema, t.name))))
-            todo = [u for u in units if u.id not in self.units_done]
-            if todo and len(units) > 1:
-                # A part may have committed without being recorded: empty the table, copy every part again.
-                data.truncate(self.target, t.schema, t.name)  # keys pointing at it dropped; post-data remakes them
-                todo = units
-            todo_of[t.qualified] = todo
-            units_of[t.qualified] = units
-            pending[t.qualified] = len(todo)
-        progress: dict[str, list] = {}
-        deferred: set[str] = set()
-        retry: list[Unit] = []
-        conns = worker_connections(self.source, self.target, snapshot, post.preamble)
-
-        # After a table's last unit: each index build and the check are finishing items of their own
-        # (index builds take a SHARE lock, the check only reads, so they run side by side); ANALYZE
-        # once the builds are done (still beside the check); then the table is sealed: keys attached
-        # to their indexes and the constraints that need an exclusive lock (so none waits behind a
-        # long check), the step recorded.
-        class Finishing:
-            def __init__(self, builds: int, check_queued: bool, analyzed: bool, fks: int):
-                self.builds, self.check_queued, self.analyze_queued = builds, check_queued, analyzed
-                self.checked, self.analyzed, self.sealing = False, analyzed, False
-                self.fks = fks  # early foreign keys on or to the table still to run
-                self.started = time.monotonic()
-
-        fin: dict[str, Finishing] = {}
-
-        # Foreign keys between two tables of this attempt are validated as soon as both tables'
-        # indexes and statistics are in (beside the last table's check, instead of after it): one at
-        # a time (two keys on one table would wait for each other's lock), and before either table
-        # is sealed (its exclusive lock would wait for the validation). The rest come with post-data.
-        # Only to a table whose keys are all built by its index items: a key left whole (a partition's,
-        # one in another tablespace) is made when the table is sealed, and a foreign key needs it first.
-        by_key = {(t.schema, t.name): t for t in tables if t.qualified in pending
-                  and all(st.beside_reads or st.attach for st in per_table.get((t.schema, t.name), []))}
-        early_fks: list[tuple[Statement, Table, Table]] = []
-        for st in post.rest:
-            pair = foreign_key_tables(st)
-            if pair and pair[0] in by_key and pair[1] in by_key:
-                early_fks.append((st, by_key[pair[0]], by_key[pair[1]]))
-        fks_of: dict[str, list[tuple[Statement, Table, Table]]] = {}
-        for fk in early_fks:
-            for name in {fk[1].qualified, fk[2].qualified}:
-                fks_of.setdefault(name, []).append(fk)
-        fk_queued: set[int] = set()
-        fk_waiting: list[tuple[Statement, Table, Table]] = []
-        fk_running = [False]
-
-        def fk_ready(t: Table) -> bool:
-            f = fin.get(t.qualified)
-            return f is not None and f.builds == 0 and f.analyzed
-
-        def run_fk(fk: tuple[Statement, Table, Table]) -> None:
-            st, t, r = fk
-            run_statements(self.target, post.preamble, [st], resuming=self.resuming, conn=conns.target())
-            with self.lock:
-                self.early_done.add(id(st))
-                for name in {t.qualified, r.qualified}:
-                    fin[name].fks -= 1
-                nxt = fk_waiting.pop(0) if fk_waiting else None
-                fk_running[0] = nxt is not None
-            if nxt is not None:
-                finishing.put((0, next(order), run_fk, nxt))
-            advance(t)
-            advance(r)
-
-        def advance(t: Table) -> None:
-            """Queues what the table's finished items allow next."""
-            items = []
-            with self.lock:
-                f = fin[t.qualified]
-                if f.builds == 0:
-                    if not f.check_queued:  # key-ordered parts: read along the key's index, now built
-                        f.check_queued = True
-                        items.append((check, t))
-                    if not f.analyze_queued:
-                        f.analyze_queued = True
-                        items.append((analyze, t))
-                    for fk in fks_of.get(t.qualified, []):
-                        if id(fk[0]) not in fk_queued and fk_ready(fk[1]) and fk_ready(fk[2]):
-                            fk_queued.add(id(fk[0]))
-                            if fk_running[0]:
-                                fk_waiting.append(fk)
-                            else:
-                                fk_running[0] = True
-                                items.append((run_fk, fk))
-                    if f.checked and f.analyzed and f.fks == 0 and not f.sealing:
-                        f.sealing = True
-                        items.append((seal, t))
-            for fn, arg in items:
-                finishing.put((0, next(order), fn, arg))
-
-        def small(t: Table) -> bool:
-            """A table copied whole and small: analyzed with others in one statement at the end (not
-            one by one among the index builds), and its keys made whole (nothing to build beside)."""
-            return len(units_of[t.qualified]) == 1 and t.bytes < PSQL_BYTES
-
-        def build(item: tuple[Table, Statement]) -> None:
-            t, st = item
-            run_statements(self.target, post.preamble, [st], resuming=self.resuming, conn=conns.target())
-            with self.lock:
-                fin[t.qualified].builds -= 1
-            advance(t)
-
-        def analyze(t: Table) -> None:
-            """The table's statistics, expression indexes included, while its check may still read."""
-            conns.target().execute(sql.SQL("ANALYZE {}").format(sql.Identifier(t.schema, t.name)))
-            with self.lock:
-                self.analyzed.add(t.qualified)
-                fin[t.qualified].analyzed = True
-            advance(t)
-
-        def check(t: Table) -> None:
-            """Rows and checksums of both sides; runs beside the index builds (it only reads)."""
-            if t.qualified in self.verified:
-                with self.lock:
-                    self.results[t.qualified] = common_pb2.TableResult(table=t.qualified, verified=True,
-                                                                       source_rows=-1, target_rows=-1)
-                with self.lock:
-                    fin[t.qualified].checked = True
-                advance(t)
-                return
-            result = verify_by_stream(t, units_of[t.qualified], copied, conns.target(), self.target,
-                                      (lock_timeout_sql(),), self.cancel)
-            if result is None:  # split, copied in an earlier attempt, generated columns, or another row order
-                result = verify_table_on(t, conns.source(), conns.target())
-            checked(t, result)
-
-        def checked(t: Table, result: common_pb2.TableResult) -> None:
-            with self.lock:
-                result.bytes = table_bytes.get(t.qualified, 0)
-                result.seconds += table_seconds.get(t.qualified, 0.0)
-                self.results[t.qualified] = result
-            if result.verified:
-                self.emit(agents_pb2.ExecutionEvent(table_verified=agents_pb2.TableVerified(result=result)))
-            else:
-                self.emit(agents_pb2.ExecutionEvent(table_failed=agents_pb2.TableFailed(
-                    table=t.qualified, error=result.error, retryable=False, result=result)))
-            with self.lock:
-                fin[t.qualified].checked = True
-            advance(t)
-
-        def seal(t: Table) -> None:
-            """Keys attached to their indexes and the constraints that lock the table; the step recorded."""
-            step = f"indexes:{t.qualified}"
-            if step not in self.steps_done:
-                statements = per_table.get((t.schema, t.name), [])
-                run_statements(self.target, post.preamble, [st for st in statements if not st.beside_reads],
-                               resuming=self.resuming, conn=conns.target())
-                self._step(step, f"{sum(not st.attach for st in statements)} indexes and keys",
-                           fin[t.qualified].started)
-
-        def finish(t: Table) -> None:
-            done = f"indexes:{t.qualified}" in self.steps_done
-            builds = [] if done else [st for st in per_table.get((t.schema, t.name), []) if st.beside_reads]
-            units = units_of[t.qualified]
-            check_first = not (len(units) > 1 and all(u.order_by for u in units))
-            with self.lock:
-                fin[t.qualified] = Finishing(len(builds), check_first, analyzed=done or small(t),
-                                             fks=len(fks_of.get(t.qualified, [])))
-            if check_first:  # the longest item: first, so the builds share the other workers around it
-                finishing.put((0, next(order), check, t))
-            for st in builds:
-                finishing.put((0, next(order), build, (t, st)))
-            advance(t)
-
-        def copy(unit: Unit) -> None:
-            t = unit.table
-            state = progress.setdefault(t.qualified, [0, time.monotonic(), 0.0])  # bytes, started, last emit
-
-            def on_bytes(n: int) -> None:
-                with self.lock:
-                    state[0] += n
-                    now = time.monotonic()
-                    if now - state[2] < PROGRESS_INTERVAL:
-                        return
-                    state[2] = now
-                    done_bytes = state[0]
-                rate = done_bytes / max(now - state[1], 1e-6)
-                total = max(t.bytes, done_bytes)
-                self.emit(agents_pb2.ExecutionEvent(table_progress=agents_pb2.TableProgress(
-                    table=t.qualified, unit=unit.id, bytes=done_bytes, total_bytes=total,
-                    total_rows=t.row_estimate, rows=int(t.row_estimate * min(done_bytes / total, 0.99)),
-                    bytes_per_second=rate, rows_per_second=rate * t.row_estimate / total if total else 0.0,
-                    eta_seconds=max(total - done_bytes, 0) / rate if rate else 0.0)))
-
-            try:
-                stats = data.copy_unit(unit, conns, self.source, snapshot, on_bytes=on_bytes, cancel=self.cancel,
-                                       fresh=not self.resuming)
-            except psycopg.errors.CheckViolation as err:
-                # A CHECK constraint may call a function that reads another table (pg_restore fails the
-                # same way when that table comes later): copied again once every other copy is done.
-                with self.lock:
-                    again = unit.id in deferred
-                    deferred.add(unit.id)
-                    progress.pop(t.qualified, None)
-                if again:
-                    raise
-                self._log(f"{unit.id}: {err.diag.message_primary}; copied again after the other tables (a CHECK "
-                          "constraint may read a table not copied yet)", "WARNING")
-                retry.append(unit)
-                return
-            with self.lock:
-                copied[unit.id] = (stats.rows, stats.digest, stats.binary)
-                table_bytes[t.qualified] = table_bytes.get(t.qualified, 0) + stats.bytes
-                table_seconds[t.qualified] = table_seconds.get(t.qualified, 0.0) + stats.seconds
-                self.bytes += stats.bytes
-                pending[t.qualified] -= 1
-                last = pending[t.qualified] == 0
-            self.emit(agents_pb2.ExecutionEvent(table_copied=agents_pb2.TableCopied(
-                unit=unit.id, table=t.qualified, rows=stats.rows, bytes=stats.bytes, seconds=stats.seconds,
-                copy_format="binary" if stats.binary else "text", part=unit.part, parts=unit.parts)))
-            if last:
-                finish(t)
-
-        for t in sorted((t for t in tables if t.qualified in pending), key=lambda t: -t.bytes):
-            if not todo_of[t.qualified]:
-                finish(t)
-            for u in todo_of[t.qualified]:
-                copying.put((1, next(order), copy, u))
-
-        def worker(*queues: queue.PriorityQueue) -> None:
-            """Runs the items of each queue in turn, until that queue's stop item."""
-            for work in queues:
-                while True:
-                    _, _, fn, arg = work.get()
-                    try:
-                        if fn is None:
-                            break
-                        if not self.cancel.is_set():
-                            t0 = time.monotonic()
-                            fn(arg)
-                            with self.lock:  # where the workers' time went, for the log
-                                spent = self.spent.setdefault(fn.__name__, [0, 0.0])
-                                spent[0] += 1
-                                spent[1] += time.monotonic() - t0
-                    except BaseException as err:  # first error stops the others; re-raised below
-                        conns.reset()
-                        with self.lock:
-                            self.errors.append(err)
-                        self.cancel.set()
-                    finally:
-                        work.task_done()
-
-        # `jobs` workers copy; as many more build each copied table's indexes and check its rows, so the
-        # copies go on while a table that is in gets its indexes (pgcopydb's --table-jobs/--index-jobs).
-        # Once every copy is done the copy workers turn to finishing too (on the same connections):
-        # the last table's builds and check then run side by side instead of one after another.
-        threads = [threading.Thread(target=worker, args=(copying, finishing), name=f"copy-{i}", daemon=True)
-                   for i in range(self.jobs)]
-        threads += [threading.Thread(target=worker, args=(finishing,), name=f"finish-{i}", daemon=True)
-                    for i in range(self.jobs)]
-        for th in threads:
-            th.start()
-        copying.join()
-        for unit in retry:  # copies a CHECK constraint refused while other tables were still coming
-            copying.put((1, next(order), copy, unit))
-        copying.join()  # every copy done, so every finishing item is queued
-        for _ in range(self.jobs):
-            copying.put((9, next(order), None, None))
-        finishing.join()
-        for _ in threads:
-            finishing.put((9, next(order), None, None))
-        for th in threads:
-            th.join()
-        conns.close_all()
-        self._log("workers' time: " + ", ".join(f"{n} {name} {secs:.1f} s" for name, (n, secs) in
-                                                sorted(self.spent.items(), key=lambda kv: -kv[1][1])))
-        if self.errors:
-            err = self.errors[0]
-            if isinstance(err, DBMigrateError):
-                raise err
-            if isinstance(err, psycopg.Error):
-                raise (Unavailable if is_transient(err) else DatabaseError)(f"copy: {err}") from None
-            raise err
-        self._check_cancel()
+        DataPhase(self, exporter, snapshot, tables, post).run_all()

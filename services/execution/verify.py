@@ -10,8 +10,7 @@ from psycopg import sql
 from dbmigrate.v1 import common_pb2
 from services.common.catalog import Table
 from services.common.checksum import STREAM_HASH, Checksum, stream_hash, table_checksum
-from services.common.copy import PSQL_BYTES, copy_out_sql, stream_digest
-from services.common.pg import connect
+from services.common.copy import PSQL_BYTES, copy_out_sql, pump, stream_digest
 
 
 def result(table: Table, src: Checksum, dst: Checksum, seconds: float) -> common_pb2.TableResult:
@@ -65,16 +64,14 @@ def target_stream(dst: psycopg.Connection, table: Table, where: sql.Composable |
         # along the key's index for a key-ordered part, as the source did.
         settings = (*settings, "SET synchronize_seqscans = off", *(["SET enable_sort = off"] if order_by else []))
         return None, stream_digest(target, copy_out.as_string(dst), settings=settings, cancel=cancel)
-    digest = stream_hash()
     with dst.transaction():
         if order_by:
             dst.execute("SET LOCAL enable_sort = off")  # read along the key's index, as the source did
         with dst.cursor() as cur:
             with cur.copy(copy_out) as cp:
-                for chunk in cp:
-                    digest.update(chunk)
+                digest, _ = pump(cp)
             rows = cur.rowcount
-    return max(rows, 0), digest.hexdigest()
+    return max(rows, 0), digest
 
 
 def verify_by_stream(table: Table, units: list, copied: dict[str, tuple[int, str, bool]], dst: psycopg.Connection,

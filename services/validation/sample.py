@@ -143,7 +143,7 @@ class Sampler:
                     drop_scratch(admin, self.scratch.dbname)
             finally:
                 exporter.close()
-        report.scratch_schema = f"database {self.scratch.dbname} on the target server (dropped)"
+        report.scratch_database = f"database {self.scratch.dbname} on the target server (dropped)"
         traffic = self._write_traffic()
         if traffic is not None:
             report.findings.append(traffic)

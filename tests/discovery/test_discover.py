@@ -558,3 +558,16 @@ def test_a_target_user_that_cannot_hand_objects_to_their_owners_is_a_blocker():
     assert f and f[0].severity == common_pb2.BLOCKER and "--no-owner" in f[0].remedy
     t["roles"][0]["current_user_is_member"] = True
     assert not by_code(find(s, t, OPTS, DUMP, {}), "OWNER_NOT_SETTABLE")
+
+
+def test_a_lock_table_too_small_for_the_relations_is_a_blocker_with_the_setting_to_raise():
+    many = inv(server=server(lockable_relations=20000, lock_slots=6400, max_locks_per_transaction=64))
+    roomy = inv(server=server(started_at="x", lock_slots=2_000_000, max_locks_per_transaction=20000))
+    found = by_code(find(many, roomy, OPTS, DUMP, {}), "LOCKS_TOO_FEW")
+    assert [(f.object, f.severity) for f in found] == [("source server", common_pb2.BLOCKER)]
+    assert "20,000 tables" in found[0].message and "max_locks_per_transaction = 512" in found[0].remedy
+    small = inv(server=server(started_at="x", lock_slots=6400, max_locks_per_transaction=64))
+    assert {f.object for f in by_code(find(many, small, OPTS, DUMP, {}), "LOCKS_TOO_FEW")} == \
+        {"source server", "target server"}
+    few = inv(server=server(lockable_relations=2000, lock_slots=6400, max_locks_per_transaction=64))
+    assert not by_code(find(few, small, OPTS, DUMP, {}), "LOCKS_TOO_FEW")

@@ -49,7 +49,7 @@ def test_every_table_of_an_awkward_database_is_sampled_exactly_and_the_target_is
     assert by_name['"Sales ""Dept"""."Order Items"'].copy_format == "text"  # a type without binary I/O
     assert any(t.copy_format == "binary" for t in report.tables)
     assert report.rows_per_second > 0 and report.bytes_per_second > 0
-    assert "exact" in report.summary and "dropped" in report.scratch_schema
+    assert "exact" in report.summary and "dropped" in report.scratch_database
     with dst.connect() as c:
         assert c.execute(RELATIONS).fetchall() == before
     assert not scratch_exists(dst, "wf-val-awkward")

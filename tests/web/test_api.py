@@ -97,7 +97,7 @@ def test_approve_path_from_configure_to_completed(client):
 
     logs = client.get("/api/logs", params={"id": wid}).json()
     messages = [line["message"] for line in logs["lines"]]
-    assert messages[0].startswith("migration created") and messages[-1] == "migration completed"
+    assert messages[0].startswith("migration created") and messages[-1] == "migration COMPLETED"
     assert "approved: checked with the team" in messages
     assert logs["last_seq"] >= done["last_seq"]
     tail = client.get("/api/logs", params={"id": wid, "limit": 2}).json()

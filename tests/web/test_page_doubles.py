@@ -201,3 +201,26 @@ def test_live_view_carries_on_after_a_coordinator_restart(stack_factory, page_fa
     assert "approved: from the CLI" in page.inner_text("#log")
     assert page.inner_text("#log").count("waiting for approval") == 1  # nothing replayed twice
     assert page.js_errors == []
+
+
+def test_two_thousand_tables_show_as_a_summary_the_running_and_failed_ones_and_a_filter(stack_factory, page_factory):
+    stack = start_with_doubles(stack_factory(), DOUBLE_UNITS="2000", DOUBLE_UNIT_SECONDS="0")
+    page = page_factory()
+    page.goto(web_url(stack) + "/#/new")
+    fill_form(page, "postgresql://app@127.0.0.1:5432/big", "postgresql://app@127.0.0.1:5432/big_new")
+    page.click("#create-start")
+    page.wait_for_selector("#approval:not([hidden])", timeout=60000)
+    page.fill("#decision-comment", "go")
+    page.click("#approve-btn")
+    page.wait_for_selector("#m-phase[data-phase='COMPLETED']", timeout=120000)
+    page.wait_for_function("document.querySelector('#p-percent').dataset.percent === '100'")
+    # A summary, not 2,000 rows: when all are done, none is running or failed, so none is listed.
+    assert "2,000" in page.inner_text("#p-shown") and page.locator("#p-tables .trow").count() == 0
+    page.fill("#p-filter", "public.t1999")
+    page.select_option("#p-show", "all")
+    page.wait_for_function("document.querySelectorAll('#p-tables .trow').length === 1")
+    assert "public.t1999" in page.inner_text("#p-tables")
+    page.fill("#p-filter", "")
+    page.wait_for_function("document.querySelectorAll('#p-tables .trow').length === 200")  # at most 200 rows
+    assert "narrow the filter" in page.inner_text("#p-shown")
+    assert page.js_errors == []

@@ -90,7 +90,7 @@ def test_a_migration_runs_start_to_finish_from_the_page(real_stack, new_database
     assert all(s == "verified" for _, s in statuses), statuses
     assert "Migration completed" in page.inner_text("#m-error")
     log = page.inner_text("#log")
-    assert "approved: checked the plan, go ahead" in log and "migration completed" in log
+    assert "approved: checked the plan, go ahead" in log and "migration COMPLETED" in log
     assert page.is_visible("#rollback-btn")
     screenshot(page, "real-06-completed")
     page.click(".tab[data-tab='execution']")

@@ -317,7 +317,6 @@ function openEvents(id) {
     state.seenSeq.add(ev.seq);
     state.lastSeq = Math.max(state.lastSeq, ev.seq);
     if (ev.log) appendLog(ev.log);
-    if (ev.type === "table_progress" && ev.payload) applyProgress(ev.payload);
     if (ev.report) loadReport(id, ev.report);
   });
   // The web server lost its stream to the coordinator and opens it again from the last event.
@@ -494,18 +493,6 @@ function renderTimings(m) {
       <span class="t-sec">${t.seconds.toFixed(2)} s</span>
       <div><div class="t-bar" style="width:${(100 * t.seconds / longest).toFixed(1)}%"></div></div>`;
   }).join("");
-}
-
-function applyProgress(p) {
-  // A progress tick between two status snapshots: move that table's bar at once.
-  const m = state.migration;
-  if (!m) return;
-  const t = m.tables.find((x) => x.table === p.table);
-  if (!t || ["copied", "verified", "failed"].includes(t.status)) return;
-  Object.assign(t, {rows: p.rows, bytes: p.bytes, rows_per_second: p.rows_per_second, eta_seconds: p.eta_seconds,
-    status: "copying", total_rows: p.total_rows || t.total_rows, total_bytes: p.total_bytes || t.total_bytes});
-  const row = document.querySelector(`.trow[data-table="${CSS.escape(p.table)}"]`);
-  if (row) row.outerHTML = tableRow(t);
 }
 
 // ---------- decisions ----------

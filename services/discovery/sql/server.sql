@@ -36,7 +36,17 @@ SELECT current_setting('server_version')                       AS version,
        d.datacl IS NOT NULL                                    AS database_privileges_set,
        r.rolsuper OR pg_has_role(d.datdba, 'MEMBER')           AS can_set_database_privileges,
        (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::int
-                                                               AS connections
+                                                               AS connections,
+       -- The shared lock table holds max_locks_per_transaction * (max_connections + max_prepared_transactions)
+       -- locks; pg_dump and a snapshot's reads take one per relation.
+       current_setting('max_locks_per_transaction')::int      AS max_locks_per_transaction,
+       current_setting('max_locks_per_transaction')::bigint
+         * (current_setting('max_connections')::int + current_setting('max_prepared_transactions')::int)
+                                                               AS lock_slots,
+       (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.relkind IN ('r', 'p', 'm', 'f', 'S', 'v')
+           AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_toast%'
+           AND n.nspname NOT LIKE 'pg\_temp%')::int          AS lockable_relations
   FROM pg_database d, pg_roles r
  WHERE d.datname = current_database()
    AND r.rolname = current_user;

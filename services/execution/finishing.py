@@ -1,0 +1,117 @@
+"""Finishing a copied table: its index builds, its check, ANALYZE, early foreign keys and the seal.
+
+An explicit state machine, apart from the databases (the runner runs the items it hands out, and
+tells it when each is done):
+
+- every index build is an item of its own (a build takes a SHARE lock, so it runs beside the
+  table's other builds and its check);
+- the check (rows and checksum against the source) reads the table: it runs first, beside the
+  builds; for a table copied in key-ordered parts it waits for the builds (it reads along the key's
+  index);
+- ANALYZE, once the builds are done (expression indexes have statistics of their own), beside the
+  check; a small table is analyzed with others at the end instead (`analyzed` from the start);
+- a foreign key between two tables of the run is validated as soon as both are built and
+  analyzed, one key at a time (two keys on one table would wait for each other's lock), and before
+  either table is sealed (its exclusive lock would wait behind the validation);
+- the seal (keys attached to their indexes, the constraints that lock the table, the table's step
+  recorded) comes last, once the table is checked, analyzed and its keys are in.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Hashable
+
+# What the runner is asked to run: (kind, argument).
+#   ("check", table)  ("build", (table, index))  ("analyze", table)  ("fk", key)  ("seal", table)
+Item = tuple[str, object]
+
+
+@dataclass
+class TableState:
+    builds: int                  # index builds not done yet
+    check: str                   # waiting (for the builds), queued, done
+    analyzed: bool
+    analyze_queued: bool
+    fks: int                     # early foreign keys on or to the table not done yet
+    seal_queued: bool = False
+
+
+@dataclass
+class Finishing:
+    """`keys`: key -> (referencing table, referenced table), the foreign keys between tables of the
+    run that are validated early."""
+    keys: dict[Hashable, tuple[str, str]] = field(default_factory=dict)
+    tables: dict[str, TableState] = field(default_factory=dict)
+    _queued_keys: set = field(default_factory=set)
+    _waiting_keys: list = field(default_factory=list)
+    _key_running: bool = False
+
+    def keys_of(self, table: str) -> list[Hashable]:
+        return [k for k, pair in self.keys.items() if table in pair]
+
+    # ---- what the runner reports ----
+
+    def copied(self, table: str, builds: int, *, check_first: bool, analyzed: bool) -> list[Item]:
+        """The table's last unit is in: its builds (indexes 0..builds-1) and what they allow."""
+        self.tables[table] = TableState(builds=builds, check="queued" if check_first else "waiting",
+                                        analyzed=analyzed, analyze_queued=analyzed,
+                                        fks=len(self.keys_of(table)))
+        items: list[Item] = [("check", table)] if check_first else []  # the longest item first
+        items += [("build", (table, i)) for i in range(builds)]
+        return items + self._next(table)
+
+    def built(self, table: str) -> list[Item]:
+        self.tables[table].builds -= 1
+        return self._next(table)
+
+    def checked(self, table: str) -> list[Item]:
+        self.tables[table].check = "done"
+        return self._next(table)
+
+    def analyzed(self, table: str) -> list[Item]:
+        self.tables[table].analyzed = True
+        return self._next(table)
+
+    def key_done(self, key: Hashable) -> list[Item]:
+        items: list[Item] = []
+        for table in set(self.keys[key]):
+            self.tables[table].fks -= 1
+        if self._waiting_keys:
+            items.append(("fk", self._waiting_keys.pop(0)))
+        else:
+            self._key_running = False
+        for table in set(self.keys[key]):
+            items += self._next(table)
+        return items
+
+    # ---- the rules ----
+
+    def _ready_for_keys(self, table: str) -> bool:
+        t = self.tables.get(table)
+        return t is not None and t.builds == 0 and t.analyzed
+
+    def _next(self, table: str) -> list[Item]:
+        t = self.tables[table]
+        items: list[Item] = []
+        if t.builds > 0:
+            return items
+        if t.check == "waiting":  # key-ordered parts: read along the key's index, now built
+            t.check = "queued"
+            items.append(("check", table))
+        if not t.analyze_queued:
+            t.analyze_queued = True
+            items.append(("analyze", table))
+        for key in self.keys_of(table):
+            a, b = self.keys[key]
+            if key in self._queued_keys or not (self._ready_for_keys(a) and self._ready_for_keys(b)):
+                continue
+            self._queued_keys.add(key)
+            if self._key_running:
+                self._waiting_keys.append(key)
+            else:
+                self._key_running = True
+                items.append(("fk", key))
+        if t.check == "done" and t.analyzed and t.fks == 0 and not t.seal_queued:
+            t.seal_queued = True
+            items.append(("seal", table))
+        return items

@@ -1,0 +1,59 @@
+"""The finishing state machine on its own: which items a table's finishing hands out, in what order."""
+from __future__ import annotations
+
+from services.execution.finishing import Finishing
+
+
+def run_all(f: Finishing, items: list, order: list) -> None:
+    """Runs items breadth first, as idle workers would take them, recording the order."""
+    while items:
+        kind, arg = items.pop(0)
+        order.append((kind, arg))
+        if kind == "check":
+            items += f.checked(arg)
+        elif kind == "build":
+            items += f.built(arg[0])
+        elif kind == "analyze":
+            items += f.analyzed(arg)
+        elif kind == "fk":
+            items += f.key_done(arg)
+
+
+def test_a_table_is_checked_beside_its_builds_then_analyzed_then_sealed():
+    f = Finishing()
+    items = f.copied("t", 2, check_first=True, analyzed=False)
+    assert items == [("check", "t"), ("build", ("t", 0)), ("build", ("t", 1))]
+    assert f.built("t") == []                      # one build left: nothing new
+    assert f.built("t") == [("analyze", "t")]      # builds done: ANALYZE, beside the check
+    assert f.analyzed("t") == []                   # still checking
+    assert f.checked("t") == [("seal", "t")]       # checked and analyzed: sealed, once
+    assert f.checked("t") == []
+
+
+def test_key_ordered_parts_are_checked_after_their_builds():
+    f = Finishing()
+    assert f.copied("p", 1, check_first=False, analyzed=False) == [("build", ("p", 0))]
+    assert f.built("p") == [("check", "p"), ("analyze", "p")]
+
+
+def test_a_small_table_without_builds_goes_straight_to_its_seal_once_checked():
+    f = Finishing()
+    assert f.copied("s", 0, check_first=True, analyzed=True) == [("check", "s")]
+    assert f.checked("s") == [("seal", "s")]
+
+
+def test_foreign_keys_wait_for_both_tables_run_one_at_a_time_and_before_the_seals():
+    f = Finishing(keys={"fk1": ("child", "parent"), "fk2": ("other", "parent")})
+    order: list = []
+    items = f.copied("parent", 1, check_first=True, analyzed=False)
+    run_all(f, items, order)
+    assert ("seal", "parent") not in order        # its keys are not in yet
+    assert not [i for i in order if i[0] == "fk"]  # the referencing tables are not copied yet
+    items = f.copied("child", 0, check_first=True, analyzed=False) + f.copied("other", 0, check_first=True,
+                                                                              analyzed=False)
+    run_all(f, items, order)
+    fks = [i for i, x in enumerate(order) if x[0] == "fk"]
+    assert [order[i][1] for i in fks] == ["fk1", "fk2"]
+    # One key at a time: the second is handed out only when the first is done.
+    assert all(order.index(("seal", t)) > fks[-1] for t in ("parent", "child", "other"))
+    assert sorted(x[1] for x in order if x[0] == "seal") == ["child", "other", "parent"]  # each sealed once
