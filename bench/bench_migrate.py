@@ -310,6 +310,7 @@ def main() -> None:
     OUT.mkdir(exist_ok=True)
     results: dict = {"rounds": ROUNDS, "shapes": {}}
     with tempfile.TemporaryDirectory(prefix="dbm-bench-migrate-") as tmp:
+        os.chmod(tmp, 0o755)  # the servers of the bench's own run as the postgres OS user, below it
         (Path(tmp) / "stack").mkdir()
         stack = BenchStack(Path(tmp) / "stack").start()
         try:
