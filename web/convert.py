@@ -95,7 +95,8 @@ def steps(m: coordinator_pb2.Migration) -> list[dict[str, str]]:
     elif m.phase == events_pb2.DENIED:
         states = ["done", "done", "done", "denied", "skipped"]
     elif m.phase in (events_pb2.FAILED, events_pb2.CANCELLED, events_pb2.ROLLED_BACK, events_pb2.ROLLING_BACK):
-        stop = _STEP_INDEX.get(m.stopped_in, len(STEPS) - 1)  # a rollback follows an execution
+        stop = 0 if m.stopped_in == events_pb2.CREATED else \
+            _STEP_INDEX.get(m.stopped_in, len(STEPS) - 1)  # a rollback follows an execution
         states = ["done"] * stop + [_STOPPED.get(m.phase, "rolled_back")] + ["skipped"] * (len(STEPS) - stop - 1)
     return [{"id": key, "label": label, "state": state} for (key, label, _), state in zip(STEPS, states)]
 
