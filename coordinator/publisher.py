@@ -23,6 +23,31 @@ def subject(event) -> str:
     return f"dbmigrate.events.{event.workflow_id}.{event_type(event)}"
 
 
+def fitted(ev, max_payload: int) -> tuple[bytes, dict[str, str]]:
+    """The event as published: whole, or, when it is larger than the server takes (a report of 20,000
+    tables), its envelope and the report's summary, with a header that says where the whole one is.
+    Publishing it whole would fail for ever and hold back every later event."""
+    data = ev.SerializeToString()
+    if not max_payload or len(data) + 1024 <= max_payload:
+        return data, {}
+    kind = ev.WhichOneof("payload")
+    slim = type(ev)(workflow_id=ev.workflow_id, version=ev.version, seq=ev.seq, time=ev.time)
+    payload = getattr(slim, kind)
+    payload.SetInParent()
+    original = getattr(ev, kind)
+    for field in original.DESCRIPTOR.fields:  # the small fields stay; the large messages go
+        value = getattr(original, field.name)
+        if field.type != field.TYPE_MESSAGE and not field.is_repeated:
+            setattr(payload, field.name, value)
+        elif field.name == "report" and hasattr(value, "summary"):
+            getattr(payload, field.name).summary = value.summary
+    log.warning("event %s:%s (%s) is %d bytes, over NATS's max_payload of %d: published without its report",
+                ev.workflow_id, ev.version, kind, len(data), max_payload)
+    return slim.SerializeToString(), {
+        "Dbmigrate-Truncated": f"{len(data)} bytes, over max_payload {max_payload}; the whole event is in the "
+                               "coordinator's log (WatchEvents) and its report in GetReport"}
+
+
 class Publisher:
     """Runs in the background: reads events after its cursor, publishes each with Nats-Msg-Id, advances.
 
@@ -124,10 +149,12 @@ class Publisher:
             for ev in batch:
                 if not self._nc.is_connected:
                     raise asyncio.TimeoutError("not connected")
-                await self._js.publish(subject(ev), ev.SerializeToString(), timeout=5, headers={
+                data, headers = fitted(ev, self._nc.max_payload)
+                await self._js.publish(subject(ev), data, timeout=5, headers={
                     "Nats-Msg-Id": f"{ev.workflow_id}:{ev.version}",
                     "Dbmigrate-Seq": str(ev.seq),
                     "Dbmigrate-Type": event_type(ev),
+                    **headers,
                 })
                 cursor = ev.seq
                 self.published += 1
