@@ -98,8 +98,10 @@ class EventPrinter:
                 texts = refreshed + [self._summary()]
             else:
                 texts = refreshed + texts
-        elif self.bars:
+        elif self.bars and kind in _PHASE_EVENTS | {"execution_finished"}:  # the tables' state at a milestone
             texts = self.refresh(force=True) + ([self._summary()] if self.many else []) + texts
+        elif self.bars:  # one table's indexes, a log line: the bars as they come
+            texts = self.refresh() + texts
         stamp = ev.time.ToDatetime().strftime("%H:%M:%S") if ev.time.seconds else "--:--:--"
         for one in texts:
             if one:

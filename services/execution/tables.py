@@ -173,7 +173,8 @@ class DataPhase:
 
     def _on_bytes(self, unit: Unit):
         t = unit.table
-        state = self.progress.setdefault(t.qualified, [0, time.monotonic(), 0.0])
+        now = time.monotonic()  # the first tick after PROGRESS_INTERVAL: a small table needs none
+        state = self.progress.setdefault(t.qualified, [0, now, now])
 
         def on_bytes(n: int) -> None:
             with self.lock:
