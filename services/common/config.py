@@ -125,6 +125,12 @@ class Settings:
     discovery_sample_seconds: float    # DBMIGRATE_DISCOVERY_SAMPLE_SECONDS: least window between traffic samples
     discovery_lock_timeout: str        # DBMIGRATE_DISCOVERY_LOCK_TIMEOUT: catalog reads wait at most this
     keepalive_seconds: float           # DBMIGRATE_GRPC_KEEPALIVE_SECONDS: one rule for clients and servers
+    data_dir: str                      # DBMIGRATE_DATA_DIR: the coordinator's event log and secret store
+    event_log: str                     # DBMIGRATE_EVENT_LOG (default DATA_DIR/events.db)
+    agent_retry_seconds: float         # DBMIGRATE_AGENT_RETRY_SECONDS: an agent that does not answer
+    database_retry_seconds: float      # DBMIGRATE_DATABASE_RETRY_SECONDS: a database that cannot be reached
+    nats_url: str                      # DBMIGRATE_NATS_URL
+    nats_stream: str                   # DBMIGRATE_NATS_STREAM
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -134,7 +140,14 @@ class Settings:
         return cls(lock_timeout_seconds=env_float("DBMIGRATE_LOCK_TIMEOUT_SECONDS", 30.0, minimum=0.1),
                    discovery_sample_seconds=env_float("DBMIGRATE_DISCOVERY_SAMPLE_SECONDS", 0.0, minimum=0),
                    discovery_lock_timeout=lock.strip(),
-                   keepalive_seconds=env_float("DBMIGRATE_GRPC_KEEPALIVE_SECONDS", 20.0, minimum=0.1))
+                   keepalive_seconds=env_float("DBMIGRATE_GRPC_KEEPALIVE_SECONDS", 20.0, minimum=0.1),
+                   data_dir=env_str("DBMIGRATE_DATA_DIR", "var"),
+                   event_log=env_str("DBMIGRATE_EVENT_LOG", os.path.join(env_str("DBMIGRATE_DATA_DIR", "var"),
+                                                                          "events.db")),
+                   agent_retry_seconds=env_float("DBMIGRATE_AGENT_RETRY_SECONDS", 180.0, minimum=0),
+                   database_retry_seconds=env_float("DBMIGRATE_DATABASE_RETRY_SECONDS", 180.0, minimum=0),
+                   nats_url=env_str("DBMIGRATE_NATS_URL", "nats://127.0.0.1:4222"),
+                   nats_stream=env_str("DBMIGRATE_NATS_STREAM", "DBMIGRATE_EVENTS"))
 
 
 @functools.lru_cache(maxsize=1)
