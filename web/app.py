@@ -19,7 +19,6 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from dbmigrate.v1 import coordinator_pb2
 from services.common.logs import redact
 from web import convert
 from web.configure import create_request
@@ -158,10 +157,6 @@ async def _current_id(request: Request, body: dict[str, Any] | None = None) -> s
     return latest[0].id
 
 
-async def _view(coordinator: Coordinator, m: coordinator_pb2.Migration) -> dict[str, Any]:
-    return convert.migration_view(m)
-
-
 # ---- handlers ----
 
 async def index(request: Request) -> Response:
@@ -201,7 +196,7 @@ async def configure(request: Request) -> Response:
     body = await _body(request)
     m = await request.app.state.coordinator.create(create_request(body))
     log.info("migration %s created through the web API", m.id)
-    return _json(await _view(request.app.state.coordinator, m), 201)
+    return _json(convert.migration_view(m), 201)
 
 
 @api
@@ -214,13 +209,13 @@ async def list_migrations(request: Request) -> Response:
 @api
 async def get_migration(request: Request) -> Response:
     coordinator = request.app.state.coordinator
-    return _json(await _view(coordinator, await coordinator.get(request.path_params["id"])))
+    return _json(convert.migration_view(await coordinator.get(request.path_params["id"])))
 
 
 @api
 async def status(request: Request) -> Response:
     coordinator = request.app.state.coordinator
-    return _json(await _view(coordinator, await coordinator.get(await _current_id(request))))
+    return _json(convert.migration_view(await coordinator.get(await _current_id(request))))
 
 
 def _command(action: str, field: str | None = None, required: bool = False):
@@ -245,7 +240,7 @@ def _command(action: str, field: str | None = None, required: bool = False):
             raise ApiError(400, f"unknown field {sorted(set(body) - {'id'})[0]!r}; send only id")
         m = await getattr(coordinator, action)(wid, *args)
         log.info("%s migration %s through the web API", action, wid)
-        return _json(await _view(coordinator, m))
+        return _json(convert.migration_view(m))
 
     handler.__name__ = action
     return handler
@@ -271,7 +266,7 @@ async def reset(request: Request) -> Response:
         m = await coordinator.cancel(wid, _text(body, "reason") or "reset from the web page")
         cancelled = wid
         log.info("migration %s cancelled by a reset", wid)
-    return _json({"reset": True, "cancelled": cancelled, "migration": await _view(coordinator, m)})
+    return _json({"reset": True, "cancelled": cancelled, "migration": convert.migration_view(m)})
 
 
 @api
@@ -369,7 +364,7 @@ async def events(request: Request) -> Response:
         try:
             yield "retry: 2000\n\n"
             if wid:
-                yield _sse("status", await _view(coordinator, current))
+                yield _sse("status", convert.migration_view(current))
             while True:
                 now = time.monotonic()
                 if dirty:
@@ -401,7 +396,7 @@ async def events(request: Request) -> Response:
                 if dirty and time.monotonic() - last_status >= STATUS_INTERVAL:
                     for w in sorted(dirty):
                         try:
-                            yield _sse("status", await _view(coordinator, await coordinator.get(w)))
+                            yield _sse("status", convert.migration_view(await coordinator.get(w)))
                         except ApiError as err:
                             yield _sse("error", {"error": err.message})
                             return

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 
 class DBMigrateError(Exception):
@@ -64,6 +66,10 @@ class ConcurrencyConflict(DBMigrateError):
         super().__init__(message, retryable=True)
 
 
+# The ErrorInfo domain of DBMigrate's own errors (services.common.server.status_for writes it).
+ERROR_DOMAIN = "dbmigrate"
+
+
 class Cancelled(DBMigrateError):
     code = grpc.StatusCode.CANCELLED
 
@@ -71,15 +77,16 @@ class Cancelled(DBMigrateError):
 def error_details(err: grpc.RpcError) -> tuple[str | None, bool]:
     """(kind, retryable) from a failed call's typed status details (see server.status_for); kind is
     None when the status came from the transport, not from a DBMigrate service's own logic."""
-    from google.rpc import error_details_pb2
-    from grpc_status import rpc_status
-    status = rpc_status.from_call(err) if hasattr(err, "trailing_metadata") else None
+    try:
+        status = rpc_status.from_call(err) if hasattr(err, "trailing_metadata") else None
+    except ValueError:  # details that contradict the call's own status: not ours
+        return None, False
     kind, retryable = None, False
     for detail in status.details if status is not None else ():
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()
             detail.Unpack(info)
-            if info.domain == "dbmigrate":
+            if info.domain == ERROR_DOMAIN:
                 kind = info.reason
         elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
             retryable = True

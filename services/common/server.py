@@ -21,7 +21,7 @@ from grpc_status import rpc_status
 from services.common import metrics
 from services.common.channels import server_options
 from services.common.config import ServerSettings, env_bool, env_str
-from services.common.errors import ConfigError, DBMigrateError
+from services.common.errors import ERROR_DOMAIN, ConfigError, DBMigrateError
 from services.common.logs import redact, setup_logging, workflow_id_var
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,6 @@ def service_errors(base: type) -> Callable[[type], type]:
 # transport (the service itself down or restarting), carries typed status details
 # (google.rpc.Status through grpcio-status): an ErrorInfo with its kind, and a RetryInfo when
 # trying again may succeed. services.common.errors.error_details reads them back.
-ERROR_DOMAIN = "dbmigrate"
 
 
 async def _abort_for(context, err: BaseException, where: str):
