@@ -13,6 +13,8 @@ EXIT_OK = 0
 EXIT_FAILED = 1          # the operation failed: wrong state, migration failed/denied, coordinator unreachable
 EXIT_USAGE = 2           # bad arguments or input: malformed URL, unknown migration id, INVALID_ARGUMENT
 EXIT_NEEDS_APPROVAL = 3  # `migrate` stopped at AWAITING_APPROVAL without an automatic approval
+EXIT_SOURCE_MOVED = 4    # completed and equal to the snapshot, but the source changed after it (offline)
+EXIT_SYNCING = 5         # `migrate --online`: copied, verified per table, streaming; waits for `cutover`
 
 # Status codes that mean "what you typed is wrong", as opposed to "it did not work".
 _INPUT_CODES = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.OUT_OF_RANGE}

@@ -7,8 +7,8 @@ import re
 import sys
 
 from cli import render
-from cli.client import (EXIT_FAILED, EXIT_NEEDS_APPROVAL, EXIT_OK, EXIT_USAGE, VERIFY_TIMEOUT, CliError,
-                        Coordinator)
+from cli.client import (EXIT_FAILED, EXIT_NEEDS_APPROVAL, EXIT_OK, EXIT_SOURCE_MOVED, EXIT_SYNCING, EXIT_USAGE,
+                        VERIFY_TIMEOUT, CliError, Coordinator)
 from cli.watch import EventPrinter, follow
 from dbmigrate.v1 import common_pb2, coordinator_pb2 as C, events_pb2
 from services.common.config import MAX_JOBS
@@ -26,6 +26,9 @@ exit codes:
      the coordinator cannot be reached (verify: the databases differ)
   2  usage or input error: bad arguments, malformed URL, unknown migration id (verify: could not compare)
   3  migrate stopped at AWAITING_APPROVAL without approving (no --approve, or the recommendation is DENY)
+  4  migrate/watch: COMPLETED, the target equals the source's snapshot, but the source moved on after it
+     (the writes since are not on the target: use --online, or roll back)
+  5  migrate --online: copied and verified per table, now SYNCING; run `dbmigrate cutover ID`
 
 environment:
   DBMIGRATE_COORDINATOR      coordinator address HOST:PORT (default localhost:50050; --coordinator wins)
@@ -106,6 +109,9 @@ def _migration_options(c: argparse.ArgumentParser) -> None:
                    help="objects belong to the target user instead of their owners (recorded as a finding)")
     c.add_argument("--no-privileges", action="store_true",
                    help="leave GRANT/REVOKE and default privileges out (recorded as a finding)")
+    c.add_argument("--online", action="store_true",
+                   help="keep the source writable: copy from a replication slot's snapshot, stream the changes "
+                        "(SYNCING), then `dbmigrate cutover ID` verifies and completes")
 
 def _table_filter(c: argparse.ArgumentParser) -> None:
     c.add_argument("--tables", metavar="PATTERN", default=None,
@@ -156,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     c = command("rollback", "drop what a COMPLETED, FAILED or CANCELLED migration created in the target")
     c.add_argument("id", metavar="ID")
     c.add_argument("--reason", default="", help="why, for the record")
+    c = command("cutover", "online: once the application's writes are stopped, wait for the target to apply the "
+                "last change, set the sequences, verify everything and complete (exit 0 only then)")
+    c.add_argument("id", metavar="ID")
     c = command("list", "list migrations, newest first")
     c.add_argument("--limit", type=_count, default=0, help="at most this many (0 = all)")
     c = command("report", "show the agents' reports of a migration")
@@ -207,7 +216,7 @@ def _create_request(args, start: bool) -> C.CreateMigrationRequest:
         jobs=args.jobs, include=args.include, exclude=args.exclude, split_threshold_bytes=args.split_threshold,
         sample_rows=args.sample_rows, keep_target_on_failure=args.keep_target_on_failure,
         skip_final_verify=args.skip_final_verify, create_roles=args.create_roles, no_owner=args.no_owner,
-        no_privileges=args.no_privileges,
+        no_privileges=args.no_privileges, online=args.online,
         on_target_not_empty=common_pb2.REPLACE if args.replace_target else common_pb2.REFUSE)
     advisor = common_pb2.AdvisorConfig(kind=common_pb2.RULES, timeout_seconds=args.advisor_timeout)
     if args.advisor == "h2ogpte":
@@ -298,6 +307,33 @@ def cmd_report(coord: Coordinator, args) -> int:
     return EXIT_OK
 
 
+def _outcome(m: C.Migration) -> int:
+    """The exit code of a followed migration, from what the coordinator says of it."""
+    if m.phase == events_pb2.COMPLETED:
+        return EXIT_SOURCE_MOVED if m.source_moved else EXIT_OK
+    if m.phase == events_pb2.SYNCING:
+        return EXIT_SYNCING
+    return EXIT_OK if m.phase == events_pb2.AWAITING_APPROVAL else EXIT_FAILED
+
+
+def cmd_cutover(coord: Coordinator, args) -> int:
+    m = coord.call("Cutover", C.CutoverRequest(id=args.id))
+    say = (lambda text: print(text, file=sys.stderr)) if args.json else print
+    say(f"migration {m.id}: cutover requested")
+    printer = EventPrinter(sys.stderr if args.json else sys.stdout)
+    from_seq = m.last_seq - 1
+    m = follow(coord, m.id, printer, from_seq=from_seq, stop_at_approval=False)
+    if args.json:
+        _print_json(m)
+    ok, report = _completed_and_verified(coord, m)
+    if ok:
+        say(f"migration {m.id} COMPLETED: cut over and verified ({m.cutover})")
+        return EXIT_OK
+    print(f"dbmigrate: migration {m.id} is {render.phase(m.phase)}: " + (m.cutover or m.error or "not completed"),
+          file=sys.stderr)
+    return EXIT_FAILED
+
+
 def cmd_watch(coord: Coordinator, args) -> int:
     printer = EventPrinter(sys.stdout, as_json=args.json, tables=args.tables)
     m = follow(coord, args.id, printer)
@@ -306,7 +342,7 @@ def cmd_watch(coord: Coordinator, args) -> int:
         hint = render.next_step(m)
         if hint:
             print(hint)
-    return EXIT_OK if m.phase in (events_pb2.COMPLETED, events_pb2.AWAITING_APPROVAL) else EXIT_FAILED
+    return _outcome(m)
 
 
 def cmd_migrate(coord: Coordinator, args) -> int:
@@ -344,9 +380,20 @@ def cmd_migrate(coord: Coordinator, args) -> int:
         if m.timings:
             print()
             print(render.timings(m.timings))
+    if ok and m.source_moved:
+        print(f"dbmigrate: migration {m.id} COMPLETED: the target equals the source's snapshot, but the source moved "
+              f"on after it: {'; '.join(m.source_moved[:5])}" + (f"; and {len(m.source_moved) - 5} more"
+                                                                 if len(m.source_moved) > 5 else "")
+              + f". Those writes are not on the target: migrate again with --online to carry them, or `dbmigrate "
+              f"rollback {m.id}`", file=sys.stderr)
+        return EXIT_SOURCE_MOVED
     if ok:
         say(f"migration {m.id} COMPLETED and verified")
         return EXIT_OK
+    if m.phase == events_pb2.SYNCING:
+        say(f"migration {m.id} SYNCING: copied and verified table by table; the source's writes stream to the "
+            f"target. Stop the application's writes, then run `dbmigrate cutover {m.id}`")
+        return EXIT_SYNCING
     if m.phase == events_pb2.COMPLETED:
         print(f"dbmigrate: migration {m.id} completed but the final verification did not prove the target equal; "
               f"see `dbmigrate report {m.id} verification`", file=sys.stderr)
@@ -398,7 +445,7 @@ def cmd_verify(coord: Coordinator, args) -> int:
 COMMANDS = {
     "create": cmd_create, "start": cmd_start, "approve": cmd_approve, "deny": cmd_deny, "cancel": cmd_cancel,
     "rollback": cmd_rollback, "status": cmd_status, "list": cmd_list, "report": cmd_report, "watch": cmd_watch,
-    "migrate": cmd_migrate, "verify": cmd_verify, "supply-secrets": cmd_supply_secrets,
+    "migrate": cmd_migrate, "cutover": cmd_cutover, "verify": cmd_verify, "supply-secrets": cmd_supply_secrets,
 }
 
 

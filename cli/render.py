@@ -78,7 +78,18 @@ def migration(m: coordinator_pb2.Migration) -> str:
     if p.tables:
         lines.append(f"progress       {p.percent:.1f}%: {p.tables_verified:,} of {p.tables:,} tables verified, "
                      f"{p.tables_copying} copying, {p.tables_failed} failed; {p.rows:,} rows, {human_bytes(p.bytes)}")
-    allowed = [name for name in ("start", "approve", "deny", "cancel", "rollback") if getattr(m.actions, name)]
+    if m.options.online:
+        lines.append("mode           online (the source stays writable; its changes stream to the target)")
+    if m.HasField("sync"):
+        lines.append("stream         " + sync_line(m.sync))
+        for problem in m.sync.problems:
+            lines.append(f"stream problem {problem}")
+    if m.cutover:
+        lines.append(f"cutover        {m.cutover}")
+    for moved in m.source_moved:
+        lines.append(f"source moved   {moved}")
+    allowed = [name for name in ("start", "approve", "deny", "cancel", "cutover", "rollback")
+               if getattr(m.actions, name)]
     lines.append(f"allowed now    {', '.join(allowed) if allowed else 'nothing (wait, or read the report)'}")
     if m.secrets_missing:
         lines.append("secrets        MISSING: the coordinator lost this migration's passwords; supply them "
@@ -96,7 +107,22 @@ def migration(m: coordinator_pb2.Migration) -> str:
     return "\n".join(lines)
 
 
+def sync_line(s: common_pb2.SyncStatus) -> str:
+    return (f"lag {human_bytes(s.lag_bytes)} ({s.lag_seconds:.1f}s), {s.changes_applied:,} changes applied "
+            f"({s.apply_rate:,.0f}/s), {'streaming' if s.streaming else 'NOT streaming'}"
+            + (f", {s.apply_errors} apply errors" if s.apply_errors else "")
+            + (f", {s.conflicts} conflicts" if s.conflicts else "")
+            + f"; slot holds {human_bytes(s.retained_wal_bytes)} of WAL ({s.wal_status or '?'})")
+
+
 def next_step(m: coordinator_pb2.Migration) -> str:
+    if m.actions.cutover:
+        return (f"syncing: the source's writes stream to the target. Once the application's writes are stopped, "
+                f"`dbmigrate cutover {m.id}` waits for the last change, sets the sequences, verifies and completes")
+    if m.phase == events_pb2.COMPLETED and m.source_moved:
+        return (f"the target equals the source's snapshot, but the source moved on after it ({len(m.source_moved)} "
+                f"tables or sequences changed); those writes are not on the target. Run the migration again with "
+                f"--online to carry them, or `dbmigrate rollback {m.id}`")
     if m.actions.start:
         return f"next: dbmigrate start {m.id}"
     if m.phase == events_pb2.AWAITING_APPROVAL and not m.actions.approve:

@@ -23,7 +23,7 @@ SNAPSHOT_SECONDS = 0.5  # how often the bars ask the coordinator for its table s
 _TABLE_EVENTS = {"table_progress", "table_copied", "table_verified"}
 _PHASE_EVENTS = {"approval_requested", "approved", "denied", "migration_completed", "migration_failed",
                  "migration_cancelled", "rolled_back", "rollback_failed", "verification_completed",
-                 "migration_started"}
+                 "migration_started", "sync_started", "cutover_refused", "replication_released"}
 
 
 def is_settled(m: coordinator_pb2.Migration, stop_at_approval: bool = True) -> bool:

@@ -6,11 +6,11 @@ carries the same answers to the CLI and the web page, which show them and derive
 from __future__ import annotations
 
 from coordinator.state import END_PHASES, RUNNING_PHASES, Workflow
-from dbmigrate.v1 import coordinator_pb2, events_pb2 as P
+from dbmigrate.v1 import common_pb2, coordinator_pb2, events_pb2 as P
 
 # Before the copy a cancel ends the migration at once; while it copies, the agent stops it.
 CANCEL_AT_ONCE = {P.CREATED, P.DISCOVERING, P.VALIDATING, P.PLANNING, P.AWAITING_APPROVAL}
-CANCELLABLE = CANCEL_AT_ONCE | {P.EXECUTING}
+CANCELLABLE = CANCEL_AT_ONCE | {P.EXECUTING, P.SYNCING}
 ROLLBACK_FROM = {P.COMPLETED, P.FAILED, P.CANCELLED}
 FINISHED = {"copied", "verified"}
 
@@ -28,12 +28,32 @@ def actions(wf: Workflow, secrets_missing: bool) -> coordinator_pb2.Actions:
         approve=waiting and not wf.blockers,
         deny=waiting,
         cancel=wf.phase in CANCELLABLE,
-        rollback=rollback_allowed(wf))
+        rollback=rollback_allowed(wf),
+        cutover=cutover_allowed(wf))
+
+
+def cutover_allowed(wf: Workflow) -> bool:
+    """Online, streaming, and no cutover or cancel under way."""
+    return wf.phase == P.SYNCING and not wf.cutover_requested and not wf.cancel_requested
 
 
 def settled(wf: Workflow) -> bool:
     """Ended with no rollback pending, or waiting for a person: a watcher may stop following."""
-    return (wf.phase in END_PHASES and not wf.rollback_pending) or wf.phase == P.AWAITING_APPROVAL
+    return (wf.phase in END_PHASES and not wf.rollback_pending and not _release_pending(wf)) \
+        or wf.phase == P.AWAITING_APPROVAL or cutover_allowed(wf)
+
+
+def _release_pending(wf: Workflow) -> bool:
+    return wf.options.online and wf.baseline_recorded and not wf.released
+
+
+def source_moved(wf: Workflow) -> list[str]:
+    """Offline: what the source changed after the migration's snapshot, from the final verification."""
+    if not wf.verification or wf.options.online:
+        return []
+    report = common_pb2.VerifyReport()
+    report.ParseFromString(wf.verification)
+    return [f"{n.kind} {n.name}: {n.detail}" for n in report.notes if n.difference == "source_changed"]
 
 
 def progress(wf: Workflow) -> coordinator_pb2.Progress:
@@ -64,3 +84,7 @@ def fill(m: coordinator_pb2.Migration, wf: Workflow, secrets_missing: bool) -> N
     m.running = wf.phase in RUNNING_PHASES
     m.ended = wf.phase in END_PHASES
     m.settled = settled(wf)
+    if wf.sync:
+        m.sync.ParseFromString(wf.sync)
+    m.cutover = wf.cutover
+    m.source_moved.extend(source_moved(wf))

@@ -77,6 +77,9 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     async def Cancel(self, request, context):
         return self._m(self.engine.cancel(_require_id(request.id), request.reason))
 
+    async def Cutover(self, request, context):
+        return self._m(self.engine.cutover(_require_id(request.id)))
+
     async def Rollback(self, request, context):
         return self._m(self.engine.rollback(_require_id(request.id), request.reason))
 

@@ -14,7 +14,7 @@ _EMPTY = Map()
 
 P = events_pb2  # Phase values live in the events module
 
-RUNNING_PHASES = {P.DISCOVERING, P.VALIDATING, P.PLANNING, P.EXECUTING, P.ROLLING_BACK}
+RUNNING_PHASES = {P.DISCOVERING, P.VALIDATING, P.PLANNING, P.EXECUTING, P.SYNCING, P.ROLLING_BACK}
 END_PHASES = {P.COMPLETED, P.DENIED, P.FAILED, P.CANCELLED, P.ROLLED_BACK}
 
 
@@ -82,6 +82,14 @@ class Workflow:
     rolled_back: bool = False
     marks: tuple[tuple[str, int], ...] = ()          # (moment, microseconds) of the phases' ends, in order
     step_seconds: tuple[tuple[str, float], ...] = ()  # execution steps as the agent timed them
+    # Online migrations: the stream as last sampled, the cutover's progress, the replication objects.
+    sync: bytes = b""                   # SyncStatus
+    cutover_requested: bool = False
+    caught_up: bytes = b""              # CutoverCaughtUp of the current cutover
+    cutover_verified: bool = False
+    cutover: str = ""                   # what Migration.cutover shows
+    released: bool = False
+    release_detail: str = ""
 
     @property
     def creation(self) -> events_pb2.MigrationCreated:
@@ -99,7 +107,9 @@ class Workflow:
         out = []
         for phase, start, end in (("discovery", "started", "discovered"), ("validation", "discovered", "validated"),
                                   ("plan", "validated", "planned"), ("approval wait", "planned", "approved"),
-                                  ("execution", "approved", "executed"), ("final verification", "executed", "verified")):
+                                  ("execution", "approved", "executed"), ("final verification", "executed", "verified"),
+                                  ("syncing", "executed", "cutover requested"),
+                                  ("cutover", "cutover requested", "cutover verified")):
             if start in at and end in at:
                 out.append((phase, (at[end] - at[start]) / 1e6))
                 if phase == "execution":
@@ -302,6 +312,39 @@ def _rollback_failed(wf, ev):
     return replace(wf, rollback_pending=False, error=err)
 
 
+def _sync_started(wf, ev):
+    return replace(wf, phase=P.SYNCING, marks=_mark(wf, "sync started", ev))
+
+
+def _sync_progress(wf, ev):
+    return replace(wf, sync=ev.sync_progress.status.SerializeToString())
+
+
+def _cutover_requested(wf, ev):
+    return replace(wf, cutover_requested=True, caught_up=b"", cutover_verified=False, cutover="requested",
+                   marks=_mark(wf, "cutover requested", ev))
+
+
+def _cutover_caught_up(wf, ev):
+    c = ev.cutover_caught_up
+    return replace(wf, caught_up=c.SerializeToString(),
+                   cutover=f"caught up to {c.lsn} in {c.seconds:.1f}s; {len(c.sequences)} sequences set; verifying")
+
+
+def _cutover_verified(wf, ev):
+    return replace(wf, cutover_verified=True, cutover=f"verified: {ev.cutover_verified.detail}",
+                   marks=_mark(wf, "cutover verified", ev))
+
+
+def _cutover_refused(wf, ev):
+    return replace(wf, cutover_requested=False, caught_up=b"", cutover_verified=False,
+                   cutover=f"refused: {ev.cutover_refused.reason}")
+
+
+def _replication_released(wf, ev):
+    return replace(wf, released=True, release_detail=ev.replication_released.detail)
+
+
 MUTATORS: dict[str, Callable[[Workflow, events_pb2.WorkflowEvent], Workflow]] = {
     "migration_started": _started,
     "agent_call_failed": _agent_call_failed,
@@ -329,6 +372,13 @@ MUTATORS: dict[str, Callable[[Workflow, events_pb2.WorkflowEvent], Workflow]] = 
     "rollback_requested": _rollback_requested,
     "rolled_back": _rolled_back,
     "rollback_failed": _rollback_failed,
+    "sync_started": _sync_started,
+    "sync_progress": _sync_progress,
+    "cutover_requested": _cutover_requested,
+    "cutover_caught_up": _cutover_caught_up,
+    "cutover_verified": _cutover_verified,
+    "cutover_refused": _cutover_refused,
+    "replication_released": _replication_released,
 }
 
 

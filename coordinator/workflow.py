@@ -13,9 +13,9 @@ import grpc
 from coordinator import rules
 from coordinator.eventlog import EventLog
 from coordinator.secrets import SecretStore
-from coordinator.state import P, Workflow, apply, checkpoint, replay
+from coordinator.state import END_PHASES, P, Workflow, apply, checkpoint, replay
 from dbmigrate.v1 import agents_pb2, agents_pb2_grpc, common_pb2, events_pb2
-from services.common import metrics
+from services.common import metrics, replication
 from services.common.channels import aio_channel
 from services.common.config import MAX_JOBS
 from services.common.errors import FailedPrecondition, InvalidInput, NotFound, error_details
@@ -25,7 +25,11 @@ from services.common.pg import check_connection, display_url, parse_url, redacte
 log = logging.getLogger(__name__)
 
 # Deadlines per agent call (seconds). Execute is a long stream and has none: its progress is the signal.
-DEADLINES = {"discover": 300, "validate": 1800, "generate": 300, "prepare": 300, "verify": 3600, "rollback": 900}
+DEADLINES = {"discover": 300, "validate": 1800, "generate": 300, "prepare": 300, "verify": 3600, "rollback": 900,
+             "sync": 60, "catch_up": 900, "release": 300}
+SYNC_POLL_SECONDS = 1.0      # how often the stream's state is sampled while SYNCING
+SYNC_EVENT_SECONDS = 2.0     # a SyncProgress event at most this often while changes flow...
+SYNC_IDLE_EVENT_SECONDS = 60.0  # ...and this often while nothing changes
 
 # Status codes a transport failure shows (the agent is down, restarting, or the call was cut).
 TRANSPORT_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED,
@@ -54,11 +58,27 @@ def next_action(wf: Workflow) -> str | None:
             return "prepare"
         if not wf.execution:
             return "execute"
+        if wf.options.online:
+            return "sync_start"
         if not wf.verification and not wf.options.skip_final_verify:
             return "verify"
         return "complete"
+    if wf.phase == P.SYNCING:
+        if wf.cancel_requested:
+            return "cancel"
+        if not wf.cutover_requested:
+            return "sync"
+        if not wf.caught_up:
+            return "catch_up"
+        if not wf.cutover_verified:
+            return "cutover_verify"
+        if not wf.released:
+            return "release"
+        return "complete"
     if wf.phase == P.ROLLING_BACK or (wf.phase in (P.FAILED, P.CANCELLED) and wf.rollback_pending):
         return "rollback"
+    if wf.phase in END_PHASES and wf.options.online and wf.baseline_recorded and not wf.released:
+        return "release"  # never leave a slot behind to fill the source's disk
     return None
 
 
@@ -265,7 +285,7 @@ class Engine:
         if wf.phase in rules.CANCEL_AT_ONCE:
             self._stop_driving(wid)
             return self.append(wid, _event(migration_cancelled=events_pb2.MigrationCancelled(reason=reason)))
-        if wf.phase == P.EXECUTING:
+        if wf.phase in (P.EXECUTING, P.SYNCING):
             if wf.cancel_requested:
                 return wf
             wf = self.append(wid, _event(cancel_requested=events_pb2.CancelRequested(reason=reason)))
@@ -273,6 +293,23 @@ class Engine:
             self.ensure_driving(wid)
             return wf
         raise FailedPrecondition(f"migration {wid} is {events_pb2.Phase.Name(wf.phase)}; there is nothing to cancel")
+
+    def cutover(self, wid: str, by: str = "") -> Workflow:
+        wf = self.get(wid)
+        if not wf.options.online:
+            raise FailedPrecondition(f"migration {wid} is not an online migration; cutover is for migrations created "
+                                     "with --online (options.online)")
+        if wf.phase != P.SYNCING:
+            raise FailedPrecondition(f"migration {wid} is {events_pb2.Phase.Name(wf.phase)}; cutover is possible "
+                                     "while it is SYNCING")
+        if wf.cutover_requested:
+            return wf  # already under way: the same request again is no new command
+        if wf.cancel_requested:
+            raise FailedPrecondition(f"migration {wid} is being cancelled")
+        wf = self.append(wid, _event(cutover_requested=events_pb2.CutoverRequested(by=by)))
+        self._stop_driving(wid)  # the stream's sampling loop gives way to the cutover
+        self.ensure_driving(wid)
+        return wf
 
     def rollback(self, wid: str, reason: str) -> Workflow:
         wf = self.get(wid)
@@ -371,8 +408,10 @@ class Engine:
         self.append(wf.id, _event(migration_failed=events_pb2.MigrationFailed(
             phase=wf.phase, error=error, rollback_pending=pending)))
 
-    async def _call(self, wid: str, agent: str, fn: Callable[[Workflow], Awaitable]):
-        """Runs one agent step, retrying transient failures within a time budget; returns (ok, result)."""
+    async def _call(self, wid: str, agent: str, fn: Callable[[Workflow], Awaitable],
+                    on_error: Callable[[Workflow, str], None] | None = None):
+        """Runs one agent step, retrying transient failures within a time budget; returns (ok, result).
+        A failure that is not retried ends the migration (or goes to `on_error`)."""
         started = time.monotonic()
         attempt = 0
         while True:
@@ -385,7 +424,7 @@ class Engine:
                 wf = self.states[wid]
                 retry, message = self._classify(err, wf, attempt, time.monotonic() - started)
                 if not retry:
-                    self._fail(wf, f"{agent} agent: {message}")
+                    (on_error or self._fail)(wf, f"{agent} agent: {message}")
                     return False, None
                 self.append(wid, _event(agent_call_failed=events_pb2.AgentCallFailed(
                     phase=wf.phase, agent=agent, error=message, attempt=attempt, retryable=True)))
@@ -413,6 +452,112 @@ class Engine:
                 return False, message
             return True, message
         return False, message
+
+    # ---- online ----
+
+    def _sync_request(self, wf: Workflow, cls):
+        return cls(workflow_id=wf.id, source=self._connection(wf.creation.source),
+                   target=self._connection(wf.creation.target))
+
+    async def _do_sync_start(self, wf: Workflow) -> None:
+        self.append(wf.id, _event(sync_started=events_pb2.SyncStarted(
+            slot=replication.slot_name(wf.id), publication=replication.publication_name(wf.id),
+            subscription=replication.subscription_name(wf.id))))
+
+    async def _do_sync(self, wf: Workflow) -> None:
+        """Samples the stream until a cutover or cancel takes over (they restart the driver)."""
+        report = common_pb2.ExecutionReport()
+        report.ParseFromString(wf.execution)
+        req = agents_pb2.SyncRequest(workflow_id=wf.id, source=self._connection(wf.creation.source),
+                                     target=self._connection(wf.creation.target), options=wf.options,
+                                     target_changes_at_sync=report.target_changes_at_sync)
+        last_event, last, failures = 0.0, None, 0
+        while True:
+            try:
+                status = await self.agents.execution.Sync(req, timeout=DEADLINES["sync"])
+                failures = 0
+            except grpc.aio.AioRpcError as err:
+                failures += 1
+                if failures in (1, 10) or failures % 100 == 0:  # the stream itself runs in the servers
+                    self.append(wf.id, _event(agent_call_failed=events_pb2.AgentCallFailed(
+                        phase=P.SYNCING, agent="execution", error=redact(err.details() or err.code().name),
+                        attempt=failures, retryable=True)))
+                await asyncio.sleep(min(0.5 * 2 ** failures, 10.0))
+                continue
+            now = time.monotonic()
+            moving = status.lag_bytes > 0 or (last is not None and status.changes_applied != last.changes_applied)
+            due = SYNC_EVENT_SECONDS if moving else SYNC_IDLE_EVENT_SECONDS
+            if last is None or list(status.problems) != list(last.problems) or now - last_event >= due:
+                self.append(wf.id, _event(sync_progress=events_pb2.SyncProgress(status=status)))
+                last_event = now
+            last = status
+            if status.wal_status == "lost":
+                self._fail(self.states[wf.id], "; ".join(status.problems) or "the replication slot was lost")
+                return
+            await asyncio.sleep(SYNC_POLL_SECONDS)
+
+    def _refuse(self, wf: Workflow, reason: str) -> None:
+        self.append(wf.id, _event(cutover_refused=events_pb2.CutoverRefused(reason=reason)))
+        log.warning("migration %s: cutover refused: %s", wf.id, reason)
+
+    async def _catch_up(self, wf: Workflow) -> agents_pb2.CatchUpReply | None:
+        async def call(wf):
+            req = agents_pb2.CatchUpRequest(workflow_id=wf.id, source=self._connection(wf.creation.source),
+                                            target=self._connection(wf.creation.target), options=wf.options)
+            return await self.agents.execution.CatchUp(req, timeout=DEADLINES["catch_up"])
+        ok, reply = await self._call(wf.id, "execution", call, on_error=self._refuse)
+        return reply if ok else None
+
+    async def _do_catch_up(self, wf: Workflow) -> None:
+        reply = await self._catch_up(wf)
+        if reply is not None:
+            self.append(wf.id, _event(cutover_caught_up=events_pb2.CutoverCaughtUp(
+                lsn=reply.lsn, applied_lsn=reply.applied_lsn, sequences=reply.sequences, seconds=reply.seconds)))
+
+    async def _do_cutover_verify(self, wf: Workflow) -> None:
+        """Everything compared with the live source (no proof reused), then no write may have arrived."""
+        async def call(wf):
+            req = agents_pb2.VerifyRequest(workflow_id=wf.id, source=self._connection(wf.creation.source),
+                                           target=self._connection(wf.creation.target), options=wf.options)
+            return await self.agents.validation.Verify(req, timeout=DEADLINES["verify"])
+        ok, report = await self._call(wf.id, "validation", call, on_error=self._refuse)
+        if not ok:
+            return
+        wf = self.append(wf.id, _event(verification_completed=events_pb2.VerificationCompleted(report=report)))
+        if not report.equal:
+            self._refuse(wf, f"the target differs from the source: {report.summary} If the source's schema changed "
+                             "(DDL), make the same change on the target; if writes go on, stop them; then run "
+                             "cutover again (`dbmigrate report ID verification` lists the differences)")
+            return
+        before = events_pb2.CutoverCaughtUp()
+        before.ParseFromString(wf.caught_up)
+        after = await self._catch_up(wf)
+        if after is None:
+            return
+        if after.applied_lsn != before.applied_lsn or dict(after.sequences) != dict(before.sequences):
+            moved = [k for k in after.sequences if after.sequences[k] != before.sequences.get(k)]
+            self._refuse(self.states[wf.id], "writes arrived on the source during the cutover (the target applied "
+                         f"source commits up to {after.applied_lsn}, after {before.applied_lsn}"
+                         + (f"; sequences moved: {', '.join(moved[:5])}" if moved else "") +
+                         "); nothing is lost, the stream goes on. Stop the application's writes, then run cutover again")
+            return
+        self.append(wf.id, _event(cutover_verified=events_pb2.CutoverVerified(
+            detail=f"{report.summary} No write arrived during the cutover (last applied source commit "
+                   f"{after.applied_lsn}).")))
+
+    async def _do_release(self, wf: Workflow) -> None:
+        def keep_going(wf: Workflow, message: str) -> None:
+            self.append(wf.id, _event(replication_released=events_pb2.ReplicationReleased(
+                detail=f"NOT released: {message}. Drop them yourself: on the target DROP SUBSCRIPTION "
+                       f"{replication.subscription_name(wf.id)}; on the source SELECT pg_drop_replication_slot("
+                       f"'{replication.slot_name(wf.id)}') and DROP PUBLICATION {replication.publication_name(wf.id)}")))
+
+        async def call(wf):
+            return await self.agents.execution.Release(self._sync_request(wf, agents_pb2.ReleaseRequest),
+                                                       timeout=DEADLINES["release"])
+        ok, reply = await self._call(wf.id, "execution", call, on_error=keep_going)
+        if ok:
+            self.append(wf.id, _event(replication_released=events_pb2.ReplicationReleased(detail=reply.detail)))
 
     async def _do_discover(self, wf: Workflow) -> None:
         async def call(wf):
@@ -532,6 +677,11 @@ class Engine:
             reason="cancelled by the operator", rollback_pending=wf.baseline_recorded)))
 
     async def _do_rollback(self, wf: Workflow) -> None:
+        if wf.options.online and wf.baseline_recorded and not wf.released:
+            await self._do_release(wf)  # the stream stops before its target tables go
+            wf = self.states[wf.id]
+            if not wf.released:
+                return
         if not wf.baseline_recorded:
             self.append(wf.id, _event(rolled_back=events_pb2.RolledBack(report=common_pb2.RollbackReport(
                 summary="nothing to roll back: the migration never touched the target"))))

@@ -447,6 +447,7 @@ def create_app(coordinator_address: str, token: str | None) -> Starlette:
         Route("/api/workflow/deny", _command("deny", "reason", required=True), methods=["POST"]),
         Route("/api/workflow/cancel", _command("cancel", "reason"), methods=["POST"]),
         Route("/api/workflow/rollback", _command("rollback", "reason"), methods=["POST"]),
+        Route("/api/workflow/cutover", _command("cutover"), methods=["POST"]),
         Route("/api/reset", reset, methods=["POST"]),
         Route("/api/logs", logs),
         Route("/api/reports", reports),

@@ -11,7 +11,7 @@ CONNECTION_FIELDS = {"host": str, "port": int, "dbname": str, "user": str, "pass
 ADVISOR_FIELDS = {"kind": str, "address": str, "model": str, "api_key": str, "timeout_seconds": int}
 OPTION_FIELDS = {"jobs": int, "include": list, "exclude": list, "split_threshold_bytes": int,
                  "on_target_not_empty": str, "sample_rows": int, "keep_target_on_failure": bool,
-                 "skip_final_verify": bool, "create_roles": bool, "no_owner": bool, "no_privileges": bool}
+                 "skip_final_verify": bool, "create_roles": bool, "no_owner": bool, "no_privileges": bool, "online": bool}
 TOP_FIELDS = {"name", "source", "target", "source_url", "target_url", "advisor", "options", "start"}
 ADVISOR_KINDS = {"rules": common_pb2.RULES, "h2ogpte": common_pb2.H2OGPTE}
 ON_TARGET_NOT_EMPTY = {"refuse": common_pb2.REFUSE, "replace": common_pb2.REPLACE}

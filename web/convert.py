@@ -86,8 +86,9 @@ def steps(m: coordinator_pb2.Migration) -> list[dict[str, str]]:
     """The step indicator: discovery, validation, plan, approval, execution, each pending/active/done/...
     For a migration that stopped early, the coordinator's `stopped_in` says where."""
     states = ["pending"] * len(STEPS)
-    if m.phase in _STEP_INDEX:
-        at = _STEP_INDEX[m.phase]
+    phase = events_pb2.EXECUTING if m.phase == events_pb2.SYNCING else m.phase  # streaming: the execution goes on
+    if phase in _STEP_INDEX:
+        at = _STEP_INDEX[phase]
         states = ["done"] * at + ["waiting" if m.phase == events_pb2.AWAITING_APPROVAL else "active"] \
             + ["pending"] * (len(STEPS) - at - 1)
     elif m.phase == events_pb2.COMPLETED:

@@ -75,6 +75,9 @@ class Coordinator:
     async def rollback(self, wid: str, reason: str) -> coordinator_pb2.Migration:
         return await self._call("Rollback", coordinator_pb2.RollbackMigrationRequest(id=wid, reason=reason))
 
+    async def cutover(self, wid: str) -> coordinator_pb2.Migration:
+        return await self._call("Cutover", coordinator_pb2.CutoverRequest(id=wid))
+
     async def report(self, wid: str, agent: str = "") -> coordinator_pb2.Report:
         return await self._call("GetReport", coordinator_pb2.GetReportRequest(id=wid, agent=agent))
 

@@ -71,7 +71,7 @@ CONFIGURE = {
             "on_target_not_empty": {"type": "string", "enum": ["refuse", "replace"]},
             "sample_rows": {"type": "integer", "minimum": 0},
             "keep_target_on_failure": {"type": "boolean"}, "skip_final_verify": {"type": "boolean"},
-            "create_roles": {"type": "boolean"}, "no_owner": {"type": "boolean"}, "no_privileges": {"type": "boolean"}}},
+            "create_roles": {"type": "boolean"}, "no_owner": {"type": "boolean"}, "no_privileges": {"type": "boolean"}, "online": {"type": "boolean"}}},
     },
 }
 
@@ -121,6 +121,8 @@ def openapi_document() -> dict[str, Any]:
             "/api/workflow/deny": _command("deny with a reason (only while AWAITING_APPROVAL)", "reason", True),
             "/api/workflow/cancel": _command("cancel a migration that has not ended", "reason"),
             "/api/workflow/rollback": _command("roll the target back (COMPLETED, FAILED, CANCELLED)", "reason"),
+            "/api/workflow/cutover": _command("online: wait for the last change, set the sequences, verify, complete "
+                                              "(SYNCING)", None),
             "/api/reset": {"post": {"summary": "start afresh: cancels the current migration if it has not ended",
                                     "parameters": [ID_QUERY], "security": [{"bearer": []}, {}],
                                     "requestBody": _body({"type": "object", "additionalProperties": False,

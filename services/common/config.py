@@ -131,6 +131,7 @@ class Settings:
     database_retry_seconds: float      # DBMIGRATE_DATABASE_RETRY_SECONDS: a database that cannot be reached
     nats_url: str                      # DBMIGRATE_NATS_URL
     nats_stream: str                   # DBMIGRATE_NATS_STREAM
+    cutover_wait_seconds: float        # DBMIGRATE_CUTOVER_WAIT_SECONDS: the target must catch up within this
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -147,7 +148,8 @@ class Settings:
                    agent_retry_seconds=env_float("DBMIGRATE_AGENT_RETRY_SECONDS", 180.0, minimum=0),
                    database_retry_seconds=env_float("DBMIGRATE_DATABASE_RETRY_SECONDS", 180.0, minimum=0),
                    nats_url=env_str("DBMIGRATE_NATS_URL", "nats://127.0.0.1:4222"),
-                   nats_stream=env_str("DBMIGRATE_NATS_STREAM", "DBMIGRATE_EVENTS"))
+                   nats_stream=env_str("DBMIGRATE_NATS_STREAM", "DBMIGRATE_EVENTS"),
+                   cutover_wait_seconds=env_float("DBMIGRATE_CUTOVER_WAIT_SECONDS", 600.0, minimum=1))
 
 
 @functools.lru_cache(maxsize=1)

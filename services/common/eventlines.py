@@ -79,6 +79,16 @@ def _final(p):
                 + _with(r.summary))
 
 
+def _sync(p):
+    s = p.status
+    text = (f"stream: lag {human_bytes(s.lag_bytes)} ({s.lag_seconds:,.1f}s), {s.changes_applied:,} changes applied "
+            f"({s.apply_rate:,.0f}/s)" + ("" if s.streaming else ", NOT streaming")
+            + (f", {s.apply_errors} apply errors" if s.apply_errors else ""))
+    if s.problems:
+        return Line("warning", "execution", text + "; " + "; ".join(s.problems))
+    return Line("info", "execution", text)
+
+
 _LINES: dict[str, Callable] = {
     "migration_created": lambda p: Line("info", "coordinator", f"migration created: {p.name}"),
     "migration_started": lambda p: Line("info", "coordinator", "migration started"),
@@ -115,6 +125,18 @@ _LINES: dict[str, Callable] = {
     "rolled_back": lambda p: Line("info", "execution", "target rolled back" + (f": {p.report.summary}"
                                                                                 if p.report.summary else "")),
     "rollback_failed": lambda p: Line("error", "coordinator", f"ROLLBACK FAILED: {p.error}"),
+    "sync_started": lambda p: Line("info", "coordinator", f"SYNCING: the source's writes stream to the target "
+                                   f"(slot {p.slot}, publication {p.publication}, subscription {p.subscription}); "
+                                   "stop the application's writes, then cut over"),
+    "sync_progress": _sync,
+    "cutover_requested": lambda p: Line("info", "coordinator", "cutover requested: waiting for the target to apply "
+                                        "the source's last writes"),
+    "cutover_caught_up": lambda p: Line("info", "execution", f"cutover: caught up to {p.lsn} in {p.seconds:,.1f}s, "
+                                        f"{len(p.sequences)} sequences set from the source; verifying everything"),
+    "cutover_verified": lambda p: Line("info", "coordinator", f"cutover verified: {p.detail}"),
+    "cutover_refused": lambda p: Line("error", "coordinator", f"CUTOVER REFUSED (still SYNCING): {p.reason}"),
+    "replication_released": lambda p: Line("warning" if p.detail.startswith("NOT") else "info", "execution",
+                                           f"replication released: {p.detail}"),
 }
 
 

@@ -25,9 +25,19 @@ def reading(conn: psycopg.Connection) -> tuple[int, int, float]:
     return int(changed), int(writers), float(at)
 
 
-def write_traffic(delta: int, seconds: float, writers: int) -> common_pb2.Finding | None:
+def write_traffic(delta: int, seconds: float, writers: int, *, online: bool = False) -> common_pb2.Finding | None:
+    """WRITE_TRAFFIC, or None when nothing was written. Online (MigrationOptions.online) the writes
+    stream to the target, so the finding says so instead of asking to stop them."""
     if delta <= 0 and writers <= 0:
         return None
+    if online:
+        return common_pb2.Finding(
+            code="WRITE_TRAFFIC", severity=common_pb2.INFO, object="source database",
+            message=f"the source is being written to: {delta:,} rows changed in {seconds:.1f}s and {writers} sessions "
+                    "hold writing transactions. The migration is online: the copy reads a replication slot's "
+                    "snapshot and every write after it streams to the target until the cutover",
+            remedy="nothing to do; creating the slot waits for the write transactions open at that moment, so keep "
+                   "them short when the migration starts")
     return common_pb2.Finding(
         code="WRITE_TRAFFIC", severity=common_pb2.MEDIUM, object="source database",
         message=f"the source is being written to: {delta:,} rows changed in {seconds:.1f}s and {writers} sessions "

@@ -19,7 +19,7 @@ from services.common.errors import DatabaseError, DBMigrateError, InvalidInput
 from services.common.pg import check_connection, connect, describe, is_transient
 from services.common import pgtools
 from services.discovery.findings import find
-from services.discovery.inventory import LIST_KINDS, inventory
+from services.discovery.inventory import LIST_KINDS, ONLINE_KINDS, inventory
 
 log = logging.getLogger("dbmigrate.discovery")
 
@@ -91,7 +91,7 @@ def _bounded(inv: dict) -> dict:
     """The inventory with every list capped at DETAILS_LIMIT entries; 'truncated' says what was cut."""
     out = dict(inv)
     truncated = {}
-    for kind in LIST_KINDS:
+    for kind in LIST_KINDS + ONLINE_KINDS:
         items = inv.get(kind, [])
         if len(items) > DETAILS_LIMIT:
             out[kind] = items[:DETAILS_LIMIT]
@@ -153,7 +153,12 @@ def discover(req: agents_pb2.DiscoverRequest) -> common_pb2.DiscoveryReport:
 
     def read_source() -> dict:
         with connect(req.source, "source", application_name=APPLICATION_NAME) as src:
-            inv = inventory(src)
+            inv = inventory(src, online=opts.online)
+            if opts.online:
+                # Facts about the password, never the password: the subscription's connection string to
+                # the source carries it, and a non-superuser's subscription must authenticate with it.
+                inv["replication"]["connection_has_password"] = bool(req.source.password)
+                inv["replication"]["connection_used_password"] = bool(src.pgconn.used_password)
             count_unanalyzed(src, inv["tables"])
             return inv
 
@@ -161,7 +166,8 @@ def discover(req: agents_pb2.DiscoverRequest) -> common_pb2.DiscoveryReport:
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="discover-source") as pool:
         source_future = pool.submit(read_source)
         with connect(req.target, "target", application_name=APPLICATION_NAME) as dst:
-            target_inv = inventory(dst, sample_seconds=0)  # the target's write traffic is not reported
+            # the target's write traffic is not reported
+            target_inv = inventory(dst, sample_seconds=0, online=opts.online)
             source_inv = source_future.result()
             selected = [t for t in source_inv["tables"]
                         if matches(t["schema"], t["name"], list(opts.include), list(opts.exclude))]

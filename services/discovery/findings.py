@@ -14,6 +14,7 @@ from services.common.catalog import DEFAULT_SPLIT_BYTES, matches, quote_ident
 from services.common.roles import from_row
 from services.common.text import human_bytes
 from services.common.traffic import write_traffic
+from services.discovery import online as _online
 
 INFO, LOW, MEDIUM, HIGH, BLOCKER = (common_pb2.INFO, common_pb2.LOW, common_pb2.MEDIUM, common_pb2.HIGH,
                                     common_pb2.BLOCKER)
@@ -114,10 +115,13 @@ def find(source_inv: dict, target_inv: dict, options, pg_dump_version: tuple | N
     _database_privileges(out, src, tgt, options)
     _requirements(out, source_inv, target_inv, names)
     _objects(out, source_inv, names)
-    _traffic(out, source_inv)
+    online = options is not None and options.online
+    _traffic(out, source_inv, online)
     _connections(out, source_inv, target_inv, options)
     _locks(out, source_inv, target_inv)
     _settings(out, src, tgt, tables)
+    if online:
+        _online.check(out, source_inv, target_inv, tables)
     return out.done()
 
 
@@ -600,22 +604,26 @@ def _objects(out: _Findings, source_inv: dict, names: set) -> None:
                 "TRIGGER as needed")
 
 
-def _traffic(out: _Findings, source_inv: dict) -> None:
+def _traffic(out: _Findings, source_inv: dict, online: bool = False) -> None:
+    """Write traffic on the source. Online, writes are expected: they stream to the target, so
+    nothing here tells the operator to stop them."""
     act = source_inv.get("activity", {}) or {}
     delta, writers, active = (act.get("tuples_changed_delta", 0), act.get("writing_sessions", 0),
                               act.get("active_sessions", 0))
-    traffic = write_traffic(delta, act.get("window_seconds", 0), writers)
+    traffic = write_traffic(delta, act.get("window_seconds", 0), writers, online=online)
     if traffic is not None:
         out.add(traffic.code, traffic.severity, traffic.object, traffic.message, traffic.remedy)
-    elif active > 0:
+    elif active > 0 and not online:
         out.add("ACTIVE_SESSIONS", LOW, "source database",
                 f"{active} other sessions were busy in the source database while discovery ran (no writes "
                 "seen); writes made after the migration starts are not copied",
                 "make sure no application writes to the source during the migration")
     if act.get("prepared_xacts", 0):
-        out.add("PREPARED_TRANSACTIONS", MEDIUM, "source database",
+        out.add("PREPARED_TRANSACTIONS", HIGH if online else MEDIUM, "source database",
                 f"{act['prepared_xacts']} prepared (two-phase) transactions are open in the source: their "
-                "changes are not in the snapshot and they hold locks",
+                "changes are not in the snapshot and they hold locks"
+                + ("; an online migration's replication slot waits for every open write transaction, so it "
+                   "cannot be created while they stay open" if online else ""),
                 "COMMIT PREPARED or ROLLBACK PREPARED them (see pg_prepared_xacts) before migrating")
     if act.get("publications", 0) or act.get("replication_slots", 0):
         out.add("REPLICATION_OBJECTS", INFO, "source database",

@@ -18,6 +18,7 @@ from services.common.config import settings
 from services.common.errors import DatabaseError
 from services.common.roles import needed_rows
 from services.common.pg import is_transient
+from services.common.replication import PREFIX
 
 _SQL = Path(__file__).parent / "sql"
 
@@ -25,6 +26,13 @@ _SQL = Path(__file__).parent / "sql"
 LIST_KINDS = ("extensions", "schemas", "tables", "columns", "primary_keys", "foreign_keys", "indexes",
               "constraints", "sequences", "views", "functions", "triggers", "owners", "roles", "roles_needed",
               "collations", "languages", "tablespaces", "narrowed_privileges", "special_columns")
+
+# An online migration's (logical replication's) needs, read only when the migration is online:
+# `replication` (one row: wal_level, slots and WAL senders free, the user's right to replicate,
+# publish and subscribe, apply workers) and these lists. The slots and subscriptions are only the
+# ones DBMigrate names (services.common.replication.PREFIX); publications are all of this database's.
+ONLINE_KINDS = ("replication_tables", "replication_slots", "publications", "subscriptions")
+_PREFIXED = {"replication_slots", "publications", "subscriptions"}
 
 
 # The shortest window between discovery's two write-traffic samples. 0 by default: the sample test
@@ -58,7 +66,7 @@ def _plain(value):
 def _rows(cur: psycopg.Cursor, name: str) -> list[dict]:
     if name == "roles_needed":  # a query plus a look at regrole values (services/common/roles.py)
         return [{k: _plain(v) for k, v in row.items()} for row in needed_rows(cur.connection)]
-    cur.execute(_sql(name))
+    cur.execute(_sql(name), {"prefix": PREFIX} if name in _PREFIXED else None)
     return [{k: _plain(v) for k, v in row.items()} for row in cur.fetchall()]
 
 
@@ -84,13 +92,15 @@ def _activity(cur: psycopg.Cursor) -> dict:
     return _rows(cur, "activity")[0]
 
 
-def inventory(conn: psycopg.Connection, *, sample_seconds: float | None = None) -> dict:
+def inventory(conn: psycopg.Connection, *, sample_seconds: float | None = None, online: bool = False) -> dict:
     """The catalog of the database conn is connected to, as plain JSON-able dicts and lists.
 
     Keys: server (one dict), large_objects (one dict), activity (two samples and their
     difference), counts (objects per kind), and one list per kind in LIST_KINDS.
     sample_seconds: the shortest window between the two activity samples (default SAMPLE_SECONDS;
     0 for a database whose write traffic does not matter, e.g. the target).
+    online: also read what logical replication needs (`replication` and the ONLINE_KINDS lists),
+    for services.discovery.online; an offline migration does not read them.
     """
     window = sample_seconds if sample_seconds is not None else SAMPLE_SECONDS if SAMPLE_SECONDS is not None \
         else settings().discovery_sample_seconds
@@ -113,6 +123,10 @@ def inventory(conn: psycopg.Connection, *, sample_seconds: float | None = None) 
                 inv[kind] = _rows(cur, kind)
             inv["large_objects"] = _rows(cur, "large_objects")[0]
             inv["features"] = _features(cur)
+            if online:
+                inv["replication"] = _rows(cur, "replication")[0]
+                for kind in ONLINE_KINDS:
+                    inv[kind] = _rows(cur, kind)
             wait = window - (time.monotonic() - t0)
             if wait > 0:
                 time.sleep(wait)
@@ -140,5 +154,8 @@ def inventory(conn: psycopg.Connection, *, sample_seconds: float | None = None) 
     }
     inv["counts"] = {kind: len(inv[kind]) for kind in LIST_KINDS}
     inv["counts"]["large_objects"] = inv["large_objects"]["count"]
+    for kind in ONLINE_KINDS:
+        if kind in inv:
+            inv["counts"][kind] = len(inv[kind])
     inv["inventory_seconds"] = seconds
     return inv

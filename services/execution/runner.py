@@ -38,6 +38,7 @@ from services.execution.matviews import refresh_matviews
 from services.execution.postdata import run_statements
 from services.execution.schema import parse_post_data, split_qualified, unique_constraint_indexes, unique_via_index
 from services.execution.sequences import copy_sequences
+from services.execution import sync
 from services.execution.conns import lock_timeout_sql
 
 log = logging.getLogger(__name__)
@@ -96,10 +97,41 @@ class ExecutionRun:
         except psycopg.Error as err:
             raise DatabaseError(f"execution: {err}", retryable=is_transient(err)) from None
 
+    def _online_start(self) -> tuple[psycopg.Connection | None, str]:
+        """Online: the publication, then the slot whose snapshot the copy reads (the replication
+        connection that exported it and the snapshot's name). A copy interrupted before its end
+        starts again from a new slot: rows copied from the old snapshot would not meet the new stream."""
+        wid = self.req.workflow_id
+        with connect(self.source, "source", autocommit=True, application_name="dbmigrate-publish") as src:
+            if "data" in self.steps_done:
+                if not sync.slot_exists(src, wid):
+                    raise FailedPrecondition(f"online: the replication slot {sync.slot_name(wid)} of this migration "
+                                             "is gone from the source, so the writes since the copy cannot be "
+                                             "streamed; roll back and start a new migration")
+                return None, ""
+            if self.resuming:
+                self.steps_done = {s for s in self.steps_done if s == "roles"}
+                self.units_done, self.verified = set(), set()
+            tables = list_tables(src, list(self.opts.include), list(self.opts.exclude))
+            sync.publish(src, wid, tables)  # before the slot: a change between the two would never be sent
+            if sync.drop_slot(src, wid):
+                self._log("dropped the replication slot of an interrupted attempt; the copy starts again from a "
+                          "new slot's snapshot")
+            version = server_version_num(src)
+        rep, snapshot, point = sync.create_slot(self.source, wid, version, note=lambda m: self._log(m, "WARNING"))
+        self._log(f"online: replication slot {sync.slot_name(wid)} created at {point}; the copy reads its snapshot")
+        return rep, snapshot
+
     def _run(self) -> common_pb2.ExecutionReport:
+        rep, slot_snapshot = self._online_start() if self.opts.online else (None, "")
         exporter = connect(self.source, "source", application_name="dbmigrate-snapshot")
         try:
             exporter.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            if rep is not None:  # the slot's snapshot, exported again from here (it lives while this transaction does)
+                try:
+                    exporter.execute(f"SET TRANSACTION SNAPSHOT '{slot_snapshot}'")
+                finally:
+                    rep.close()
             snapshot = exporter.execute("SELECT pg_export_snapshot()").fetchone()[0]
             self.tools = pgtools.for_source(server_version_num(exporter))
             self.source_writes = table_writes(exporter)  # what changes after this is the source's drift
@@ -145,7 +177,8 @@ class ExecutionRun:
             with connect(self.target, "target", autocommit=True, application_name="dbmigrate-finish") as dst:
                 if "sequences" not in self.steps_done:
                     t0 = self._begin("sequences")
-                    self._step("sequences", f"{copy_sequences(exporter, dst)} sequences set", t0)
+                    self.sequences = copy_sequences(exporter, dst)
+                    self._step("sequences", f"{len(self.sequences)} sequences set", t0)
                 if "matviews" not in self.steps_done:
                     t0 = self._begin("matviews")
                     self._step("matviews", f"{refresh_matviews(exporter, dst)} materialized views refreshed", t0)
@@ -166,6 +199,13 @@ class ExecutionRun:
                     self._step("analyze", f"{len(tables)} tables analyzed ({len(tables) - len(rest)} by the copy "
                                           "workers as each table was done)", t0)
                 self.target_writes = table_writes(dst)  # a write after this shows as a change
+                if self.opts.online and "subscribe" not in self.steps_done:
+                    t0 = self._begin("subscribe")
+                    self.changes_at_sync = sync.target_changes(dst)
+                    made = sync.subscribe(dst, self.source, self.req.workflow_id)
+                    self._step("subscribe", f"subscription {sync.subscription_name(self.req.workflow_id)} "
+                                            + ("created: the source's writes since the snapshot stream to the target"
+                                               if made else "already there"), t0)
         finally:
             try:
                 exporter.rollback()
@@ -184,7 +224,8 @@ class ExecutionRun:
         writes = [(self.target_writes, "target_writes"), (getattr(self, "source_writes", {}), "source_writes")]
         report = common_pb2.ExecutionReport(
             tables=results, rows=rows, bytes=self.bytes, seconds=seconds, verified=True,
-            steps_done=sorted(self.steps_done),
+            steps_done=sorted(self.steps_done), sequences=getattr(self, "sequences", {}),
+            target_changes_at_sync=getattr(self, "changes_at_sync", 0),
             summary=f"{len(tables)} tables, {rows:,} rows copied and verified (count + checksum per table) "
                     f"in {seconds:.1f}s this attempt")
         for counts, field in writes:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
+from services.common.catalog import quote_ident
+
 BATCH = 500
 
 _SEQUENCES = """SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -18,11 +20,13 @@ _SEQUENCES = """SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n 
                  ORDER BY 1, 2"""
 
 
-def copy_sequences(source: psycopg.Connection, target: psycopg.Connection) -> int:
-    """`source` is inside the snapshot; returns how many sequences were set."""
+def copy_sequences(source: psycopg.Connection, target: psycopg.Connection) -> dict[str, int]:
+    """`source` is inside the snapshot (or, at an online cutover, the live source); returns what was
+    set: schema.name (quoted where needed) -> last_value."""
     names = [tuple(r) for r in source.execute(_SEQUENCES)]
     there = {tuple(r) for r in target.execute(_SEQUENCES)}
     names = [n for n in names if n in there]  # the others are excluded from the migration
+    out: dict[str, int] = {}
     for i in range(0, len(names), BATCH):
         batch = names[i:i + BATCH]
         read = sql.SQL(" UNION ALL ").join(
@@ -34,4 +38,5 @@ def copy_sequences(source: psycopg.Connection, target: psycopg.Connection) -> in
                 sql.Literal(sql.Identifier(s, n).as_string(target)), sql.Literal(positions[k][0]),
                 sql.Literal(positions[k][1]))
             for k, (s, n) in enumerate(batch))))
-    return len(names)
+        out.update((f"{quote_ident(s)}.{quote_ident(n)}", int(positions[k][0])) for k, (s, n) in enumerate(batch))
+    return out

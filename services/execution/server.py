@@ -15,6 +15,7 @@ from services.common.roles import drop_created, needed_roles, role_names, to_cre
 from services.common.server import Service, service_errors
 from services.execution.baseline import inventory, rollback, to_baseline
 from services.execution.runner import ExecutionRun
+from services.execution import sync
 
 _DONE = object()
 
@@ -57,6 +58,7 @@ def prepare(request: agents_pb2.PrepareRequest) -> agents_pb2.PrepareReply:
 class ExecutionServicer(agents_pb2_grpc.ExecutionServicer):
     def __init__(self):
         self.running = PerWorkflow()
+        self.monitor = sync.Monitor()
 
     async def Prepare(self, request, context):
         _check(request)
@@ -101,6 +103,26 @@ class ExecutionServicer(agents_pb2_grpc.ExecutionServicer):
         summary = (f"dropped {len(dropped)} objects this migration created; the target is as before"
                    if dropped else "nothing to drop: the target already matches its state before the migration")
         return common_pb2.RollbackReport(dropped=dropped, summary=summary)
+
+
+    async def Sync(self, request, context):
+        _check(request)
+        return await asyncio.to_thread(self.monitor.status, request.workflow_id, request.source, request.target,
+                                       request.target_changes_at_sync)
+
+    async def CatchUp(self, request, context):
+        _check(request)
+        lsn, applied, sequences, seconds = await self.running.run(
+            request.workflow_id, lambda cancel: sync.catch_up(request.source, request.target, request.workflow_id,
+                                                              request.timeout_seconds))
+        return agents_pb2.CatchUpReply(lsn=lsn, applied_lsn=applied, sequences=sequences, seconds=seconds)
+
+    async def Release(self, request, context):
+        _check(request)
+        detail = await self.running.run(
+            request.workflow_id, lambda cancel: sync.release(request.source, request.target, request.workflow_id))
+        self.monitor.forget(request.workflow_id)
+        return agents_pb2.ReleaseReply(detail=detail)
 
 
 async def build():

@@ -243,7 +243,8 @@ class Sampler:
             return None  # a discovery report from before the reading had its time
         with connect(self.req.source, "source", autocommit=True, application_name="dbmigrate-validation") as c:
             changed, writers, at = reading(c)
-        return write_traffic(max(0, changed - changed_then), max(0.0, at - at_then), writers)
+        return write_traffic(max(0, changed - changed_then), max(0.0, at - at_then), writers,
+                             online=self.req.options.online)
 
     def _schema_tables(self, snapshot: str, tables: list[Table], chosen: list[Table]) -> list[Table]:
         """The tables whose schema the scratch database gets. All of them when every table is sampled;

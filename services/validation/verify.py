@@ -206,6 +206,27 @@ def reused_proofs(req: agents_pb2.VerifyRequest, pair: Pair,
     return out, drift
 
 
+def sequences_moved_on(req: agents_pb2.VerifyRequest, diffs: list[common_pb2.ObjectDiff],
+                       target_values: dict) -> tuple[list, list]:
+    """The final verification of a migration: a sequence the target holds at the snapshot's value
+    while the source went on is the source's drift (a note), not a difference."""
+    snap = req.proven.sequences
+    if not snap:
+        return diffs, []
+    kept, notes = [], []
+    for d in diffs:
+        value = target_values.get(("sequence_value", d.name), "")
+        at_snapshot = d.name in snap and value.split(" (")[0] == f"last_value {snap[d.name]}"
+        if d.kind == "sequence" and d.difference == "changed" and at_snapshot:
+            notes.append(common_pb2.ObjectDiff(
+                kind="sequence", name=d.name, difference="source_changed",
+                detail=f"advanced in the source after the migration's snapshot ({d.detail}); the target holds the "
+                       "snapshot's value (an online migration carries such writes)"))
+        else:
+            kept.append(d)
+    return kept, notes
+
+
 def _writes(side: Side) -> dict[str, tuple[int, int, int]]:
     with side.guard():
         return table_writes(side.conn)
@@ -654,6 +675,8 @@ def verify(req: agents_pb2.VerifyRequest) -> common_pb2.VerifyReport:
 
         (sobj, stabs), (dobj, dtabs) = pair.both(catalog)
         diffs, notes, method = compare_schemas(req, pair, sobj, dobj, include, exclude)
+        diffs, advanced = sequences_moved_on(req, diffs, dobj[1])
+        notes += advanced
         by_name = {(x.schema, x.name): x for x in dtabs}
         specs = sorted((_spec(x, by_name[(x.schema, x.name)]) for x in stabs if (x.schema, x.name) in by_name),
                        key=lambda s: (s.schema, s.name))

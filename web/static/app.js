@@ -227,6 +227,7 @@ async function submitConfig(start) {
       create_roles: $("f-create-roles").checked,
       no_owner: $("f-no-owner").checked,
       no_privileges: $("f-no-privileges").checked,
+      online: $("f-online").checked,
     },
     start,
   };
@@ -394,9 +395,27 @@ function renderMigration(m) {
 
   $("start-btn").hidden = !m.actions.start;
   $("cancel-btn").hidden = !m.actions.cancel;
+  $("cutover-btn").hidden = !m.actions.cutover;
+  renderSync(m);
   $("rollback-btn").hidden = !m.actions.rollback;
   updateHistoryEntry(m);
   if (before && before.phase !== m.phase && m.phase === "AWAITING_APPROVAL") selectTab("generation");
+}
+
+function renderSync(m) {
+  // The coordinator's sampled stream state and cutover progress, shown as they are.
+  const s = m.sync;
+  $("sync-card").hidden = !(m.options && m.options.online && (s && s.sampled_at || m.cutover));
+  if (s && s.sampled_at) {
+    $("sync-line").textContent = `lag ${fmtBytes(Number(s.lag_bytes))} (${Number(s.lag_seconds).toFixed(1)} s) · ` +
+      `${Number(s.changes_applied).toLocaleString()} changes applied (${Math.round(s.apply_rate)}/s) · ` +
+      (s.streaming ? "streaming" : "NOT streaming") + (Number(s.apply_errors) ? ` · ${s.apply_errors} apply errors` : "");
+    $("sync-problems").innerHTML = (s.problems || []).map((p) => `<li>${esc(p)}</li>`).join("");
+  }
+  $("cutover-state").textContent = m.cutover ? `Cutover: ${m.cutover}` : "";
+  const moved = m.source_moved || [];
+  $("m-moved").hidden = !moved.length;
+  $("m-moved").textContent = moved.length ? `The target equals the source's snapshot, but the source moved on after it: ${moved.slice(0, 5).join("; ")}. Migrate again online to carry those writes, or roll back.` : "";
 }
 
 function renderApproval(m) {
@@ -523,6 +542,7 @@ async function command(action, confirmText) {
   } catch (e) { notice(e.message, "error"); }
 }
 $("start-btn").addEventListener("click", () => command("start"));
+$("cutover-btn").addEventListener("click", () => command("cutover", "Cut over now? Stop the application's writes first: DBMigrate waits for the last change, sets the sequences, verifies everything and completes (it refuses if writes still arrive)."));
 $("cancel-btn").addEventListener("click", () => command("cancel", "Cancel this migration? A target already being written is rolled back."));
 $("rollback-btn").addEventListener("click", () => command("rollback", "Drop everything this migration created in the target?"));
 

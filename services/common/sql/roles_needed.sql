@@ -73,7 +73,7 @@ WITH user_ns AS (
 ), policies(role, why) AS (
     SELECT unnest(polroles), 'policy' FROM pg_policy
 ), mappings(role, why) AS (
-    SELECT umuser, 'user_mapping' FROM pg_user_mapping
+    SELECT umuser, 'user_mapping' FROM pg_user_mappings  -- the view: the catalog is for superusers only
 ), direct AS (
     SELECT role, why FROM owned
     UNION ALL SELECT role, why FROM granted
