@@ -112,6 +112,10 @@ class ExecutionRun:
             if self.resuming:
                 self.steps_done = {s for s in self.steps_done if s == "roles"}
                 self.units_done, self.verified = set(), set()
+                # An attempt that got as far as subscribing (its events lost) must not stream into the new copy.
+                with connect(self.target, "target", autocommit=True, application_name="dbmigrate-publish") as dst:
+                    if sync.drop_subscription(dst, wid):
+                        self._log("dropped the subscription of an interrupted attempt")
             tables = list_tables(src, list(self.opts.include), list(self.opts.exclude))
             sync.publish(src, wid, tables)  # before the slot: a change between the two would never be sent
             if sync.drop_slot(src, wid):

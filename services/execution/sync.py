@@ -349,18 +349,25 @@ def catch_up(src_conn: common_pb2.Connection, dst_conn: common_pb2.Connection, w
 
 # ---- release ----
 
+def drop_subscription(dst: psycopg.Connection, wid: str) -> bool:
+    """Drops this migration's subscription if it exists (`dst` autocommit). Disabled and detached from
+    its slot first: the slot is dropped from the source side, whether the target reaches it or not."""
+    name = subscription_name(wid)
+    if not dst.execute("SELECT 1 FROM pg_subscription WHERE subname = %s", [name]).fetchone():
+        return False
+    ident = sql.Identifier(name)
+    dst.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(ident))
+    dst.execute(sql.SQL("ALTER SUBSCRIPTION {} SET (slot_name = NONE)").format(ident))
+    dst.execute(sql.SQL("DROP SUBSCRIPTION {}").format(ident))
+    return True
+
+
 def release(src_conn: common_pb2.Connection, dst_conn: common_pb2.Connection, wid: str) -> str:
     """Drops the subscription (target), the slot and the publication (source), whichever exist."""
     done = []
-    name = subscription_name(wid)
     with connect(dst_conn, "target", autocommit=True, application_name="dbmigrate-release") as dst:
-        if dst.execute("SELECT 1 FROM pg_subscription WHERE subname = %s", [name]).fetchone():
-            ident = sql.Identifier(name)
-            dst.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(ident))
-            # Without the slot: the slot is dropped below from the source side, reachable or not from the target.
-            dst.execute(sql.SQL("ALTER SUBSCRIPTION {} SET (slot_name = NONE)").format(ident))
-            dst.execute(sql.SQL("DROP SUBSCRIPTION {}").format(ident))
-            done.append(f"subscription {name} dropped on the target")
+        if drop_subscription(dst, wid):
+            done.append(f"subscription {subscription_name(wid)} dropped on the target")
     with connect(src_conn, "source", autocommit=True, application_name="dbmigrate-release") as src:
         if drop_slot(src, wid):
             done.append(f"slot {slot_name(wid)} dropped on the source")
