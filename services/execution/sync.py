@@ -317,6 +317,20 @@ def applied_lsn(dst: psycopg.Connection, wid: str) -> str:
     return row[0] if row and row[0] else "0/0"
 
 
+def _cutover_mark(src: psycopg.Connection, wid: str) -> str:
+    """A position after every commit made so far, that the stream passes at once.
+
+    A tiny transactional logical message: pgoutput sends nothing of it (subscriptions do not ask for
+    messages), but skipping its transaction moves the slot past it right away. The source's flush
+    position alone may end inside a record the WAL writer wrote half of, which the stream passes only
+    at the subscriber's next status report (10 s, wal_receiver_status_interval)."""
+    try:
+        return src.execute("SELECT pg_logical_emit_message(true, 'dbmigrate', %s)::text",
+                           [f"cutover {wid}"]).fetchone()[0]
+    except psycopg.errors.InsufficientPrivilege:
+        return src.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()[0]
+
+
 def catch_up(src_conn: common_pb2.Connection, dst_conn: common_pb2.Connection, wid: str,
              timeout: float = 0.0) -> tuple[str, str, dict[str, int], float]:
     """Waits until the target confirmed the source's WAL up to now, then sets the sequences:
@@ -327,7 +341,7 @@ def catch_up(src_conn: common_pb2.Connection, dst_conn: common_pb2.Connection, w
             connect(dst_conn, "target", autocommit=True, application_name="dbmigrate-cutover") as dst:
         if dst.execute("SELECT 1 FROM pg_subscription WHERE subname = %s", [subscription_name(wid)]).fetchone() is None:
             raise FailedPrecondition(f"online: the subscription {subscription_name(wid)} is gone from the target")
-        target = src.execute("SELECT pg_current_wal_flush_lsn()::text").fetchone()[0]
+        target = _cutover_mark(src, wid)
         while True:
             row = src.execute("SELECT confirmed_flush_lsn::text, pg_wal_lsn_diff(%s::pg_lsn, confirmed_flush_lsn)"
                               "::bigint FROM pg_replication_slots WHERE slot_name = %s",
@@ -342,8 +356,11 @@ def catch_up(src_conn: common_pb2.Connection, dst_conn: common_pb2.Connection, w
                     "still to apply); if the status shows apply errors, a schema change on the source stops the "
                     "stream. Fix it and run cutover again")
             time.sleep(0.1)
+        waited = time.monotonic() - t0
         applied = applied_lsn(dst, wid)
         sequences = copy_sequences(src, dst)
+    log.info("catch-up of %s: the target confirmed %s after %.2fs; %d sequences set in %.2fs", wid, target, waited,
+             len(sequences), time.monotonic() - t0 - waited)
     return target, applied, sequences, time.monotonic() - t0
 
 
