@@ -22,6 +22,17 @@ STEPS = [
     ("analyze", "ANALYZE the target so the planner has statistics."),
     ("verify", "Compare the whole databases, objects and data, down to the rows that differ."),
 ]
+# Online: the copy reads a replication slot's snapshot, then the source's changes stream until cutover.
+ONLINE_STEPS = [
+    ("publish", "Publish the migrated tables and create a logical replication slot on the source; the whole copy "
+                "reads the snapshot the slot exports, so the copy and the change stream meet exactly."),
+    *STEPS[:-1],
+    ("subscribe", "Subscribe the target to the slot (no initial copy): the source's writes since the snapshot "
+                  "stream to the target (SYNCING; lag, changes applied and problems in the status)."),
+    ("cutover", "On `dbmigrate cutover` (once the application's writes are stopped): wait until the target applied "
+                "the source's last change, set the sequences, compare the whole databases, refuse if a write "
+                "arrived meanwhile, then drop the subscription, the slot and the publication."),
+]
 
 # Assumed when the validation measured nothing (an empty sample); stated in the report.
 FALLBACK_BYTES_PER_SECOND = 50 * 1024 * 1024
@@ -63,10 +74,9 @@ def build_plan(discovery: common_pb2.DiscoveryReport, validation: common_pb2.Val
     estimated = copy_seconds * (1 + INDEX_OVERHEAD) + 2.0 + 0.02 * len(tables)
     source_size = discovery.source.size_bytes or total_bytes
     disk = int(max(total_bytes, source_size) * DISK_HEADROOM)
+    chosen = ONLINE_STEPS if options.online else STEPS[:-1] if options.skip_final_verify else STEPS
     steps = [common_pb2.PlanStep(order=i, name=name, description=text.format(jobs=jobs))
-             for i, (name, text) in enumerate(STEPS, start=1)]
-    if options.skip_final_verify:
-        steps = steps[:-1]
+             for i, (name, text) in enumerate(chosen, start=1)]
     plan = common_pb2.MigrationPlan(steps=steps, tables=planned, jobs=jobs, estimated_seconds=round(estimated, 1),
                                     target_disk_bytes=disk)
     split_tables = [p for p in planned if p.parts > 1]

@@ -45,7 +45,7 @@ function fmtWhen(iso) {
 }
 const nice = (s) => String(s || "").replace(/^RISK_/, "").replace(/_/g, " ").toLowerCase();
 function phaseClass(phase) {
-  if (["DISCOVERING", "VALIDATING", "PLANNING", "EXECUTING", "ROLLING_BACK"].includes(phase)) return "ph-running";
+  if (["DISCOVERING", "VALIDATING", "PLANNING", "EXECUTING", "SYNCING", "ROLLING_BACK"].includes(phase)) return "ph-running";
   if (phase === "AWAITING_APPROVAL") return "ph-waiting";
   if (phase === "COMPLETED") return "ph-ok";
   if (["FAILED", "DENIED", "CANCELLED", "ROLLED_BACK"].includes(phase)) return "ph-bad";
@@ -55,6 +55,7 @@ const PHASE_TEXT = {
   CREATED: "Created", DISCOVERING: "Discovering", VALIDATING: "Validating", PLANNING: "Planning",
   AWAITING_APPROVAL: "Awaiting approval", EXECUTING: "Executing", COMPLETED: "Completed", DENIED: "Denied",
   FAILED: "Failed", CANCELLED: "Cancelled", ROLLED_BACK: "Rolled back", ROLLING_BACK: "Rolling back",
+  SYNCING: "Syncing (streaming changes)",
 };
 const phaseText = (p) => PHASE_TEXT[p] || p;
 
