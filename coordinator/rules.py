@@ -6,7 +6,7 @@ carries the same answers to the CLI and the web page, which show them and derive
 from __future__ import annotations
 
 from coordinator.state import END_PHASES, RUNNING_PHASES, Workflow
-from dbmigrate.v1 import common_pb2, coordinator_pb2, events_pb2 as P
+from dbmigrate.v1 import coordinator_pb2, events_pb2 as P
 
 # Before the copy a cancel ends the migration at once; while it copies, the agent stops it.
 CANCEL_AT_ONCE = {P.CREATED, P.DISCOVERING, P.VALIDATING, P.PLANNING, P.AWAITING_APPROVAL}
@@ -47,15 +47,6 @@ def _release_pending(wf: Workflow) -> bool:
     return wf.options.online and wf.baseline_recorded and not wf.released
 
 
-def source_moved(wf: Workflow) -> list[str]:
-    """Offline: what the source changed after the migration's snapshot, from the final verification."""
-    if not wf.verification or wf.options.online:
-        return []
-    report = common_pb2.VerifyReport()
-    report.ParseFromString(wf.verification)
-    return [f"{n.kind} {n.name}: {n.detail}" for n in report.notes if n.difference == "source_changed"]
-
-
 def progress(wf: Workflow) -> coordinator_pb2.Progress:
     """The tables' progress summed; a finished table counts whole, whatever its estimate said."""
     out = coordinator_pb2.Progress()
@@ -87,4 +78,4 @@ def fill(m: coordinator_pb2.Migration, wf: Workflow, secrets_missing: bool) -> N
     if wf.sync:
         m.sync.ParseFromString(wf.sync)
     m.cutover = wf.cutover
-    m.source_moved.extend(source_moved(wf))
+    m.source_moved.extend(wf.source_moved)

@@ -90,6 +90,7 @@ class Workflow:
     cutover: str = ""                   # what Migration.cutover shows
     released: bool = False
     release_detail: str = ""
+    source_moved: tuple[str, ...] = ()  # offline: what the source changed after the snapshot (final verification)
 
     @property
     def creation(self) -> events_pb2.MigrationCreated:
@@ -269,8 +270,10 @@ def _execution_finished(wf, ev):
 
 
 def _verification_completed(wf, ev):
-    return replace(wf, verification=ev.verification_completed.report.SerializeToString(),
-                   marks=_mark(wf, "verified", ev))
+    report = ev.verification_completed.report
+    moved = () if wf.options.online else tuple(f"{n.kind} {n.name}: {n.detail}" for n in report.notes
+                                               if n.difference == "source_changed")
+    return replace(wf, verification=report.SerializeToString(), marks=_mark(wf, "verified", ev), source_moved=moved)
 
 
 def _completed(wf, ev):
