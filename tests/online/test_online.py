@@ -310,3 +310,26 @@ def test_online_copy_interrupted_starts_again_from_a_new_slot(source15, new_data
     assert _digests(src.url) == _digests(dst.url)
     assert src.scalar("SELECT count(*) FROM big") == dst.scalar("SELECT count(*) FROM big") == 1000000
     assert _leftovers(src.url, dst.url) == []
+
+
+def test_online_slot_lost_while_syncing_fails_and_cleans_up(source15, new_database18, stack_factory):
+    """A slot that disappears from the source (invalidated, or dropped by someone) cannot carry the
+    writes any more: the migration fails naming it, rolls the target back and leaves nothing behind."""
+    src, dst = source15("lost"), new_database18("lost")
+    src.execute(SCHEMA)
+    stack = stack_factory().start()
+    ch, stub = stack.coordinator_stub()
+    with ch:
+        wid = create(stub, src.url, dst.url, online=True)
+        _until(stub, wid, lambda m: m.phase == E.SYNCING, what="SYNCING")
+        dst.execute(f"ALTER SUBSCRIPTION dbmigrate_{wid} DISABLE")
+        for _ in range(100):  # the walsender lets go of the slot once the subscription is disabled
+            try:
+                src.execute(f"SELECT pg_drop_replication_slot('dbmigrate_{wid}')")
+                break
+            except psycopg.errors.ObjectInUse:
+                time.sleep(0.1)
+        m = drive(stub, wid)
+    assert m.phase == E.FAILED and "slot" in m.error, m.error
+    assert _leftovers(src.url, dst.url) == []
+    assert dst.scalar("SELECT count(*) FROM pg_tables WHERE tablename IN ('acct', 'ev', 'nopk')") == 0
