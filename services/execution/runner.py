@@ -196,10 +196,7 @@ class ExecutionRun:
                 if "analyze" not in self.steps_done:
                     t0 = self._begin("analyze")
                     rest = [t for t in tables if t.qualified not in self.analyzed]
-                    for i in range(0, len(rest), ANALYZE_BATCH):  # one ANALYZE statement for many tables
-                        self._check_cancel()
-                        dst.execute(sql.SQL("ANALYZE {}").format(sql.SQL(", ").join(
-                            sql.Identifier(t.schema, t.name) for t in rest[i:i + ANALYZE_BATCH])))
+                    self._analyze(rest)
                     self._step("analyze", f"{len(tables)} tables analyzed ({len(tables) - len(rest)} by the copy "
                                           "workers as each table was done)", t0)
                 self.target_writes = table_writes(dst)  # a write after this shows as a change
@@ -237,6 +234,22 @@ class ExecutionRun:
                 i, u, d = counts[name]
                 getattr(report, field).add(table=name, inserted=i, updated=u, deleted=d)
         return report
+
+    def _analyze(self, tables: list[Table]) -> None:
+        """ANALYZE on `jobs` sessions at once (each on the cores the copy used), ANALYZE_BATCH tables per
+        statement: outside a transaction block each table is analyzed and committed on its own."""
+        shards = [tables[k::self.jobs] for k in range(self.jobs) if tables[k::self.jobs]]
+
+        def work(shard: list[Table]) -> None:
+            with connect(self.target, "target", autocommit=True, application_name="dbmigrate-analyze") as c:
+                for i in range(0, len(shard), ANALYZE_BATCH):  # one ANALYZE statement for many tables
+                    self._check_cancel()
+                    c.execute(sql.SQL("ANALYZE {}").format(sql.SQL(", ").join(
+                        sql.Identifier(t.schema, t.name) for t in shard[i:i + ANALYZE_BATCH])))
+
+        with concurrent.futures.ThreadPoolExecutor(max(1, len(shards)), thread_name_prefix="analyze") as pool:
+            for future in [pool.submit(work, shard) for shard in shards]:
+                future.result()
 
     def _pre_data(self, snapshot: str, tables: list[Table], excluded: list[str]) -> None:
         t0 = self._begin("pre-data")
