@@ -3,6 +3,7 @@ process can read: event log, NATS stream, service logs, reports, gRPC answers, w
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
 import nats
@@ -99,5 +100,54 @@ def test_no_password_or_api_key_appears_anywhere(stack_factory, nats_url):
         generation = stub2.GetReport(C.GetReportRequest(id=good), timeout=30).generation
         ch2.close()
         assert generation.advisor == "rules" and "h2oGPTe advisor failed" in generation.advisor_note
+    finally:
+        pg.close()
+
+
+def test_online_migration_keeps_the_source_password_out_of_everything_but_the_subscription(stack_factory,
+                                                                                            nats_url):
+    """Online, the target's subscription must hold the source password (PostgreSQL connects with it);
+    nothing of DBMigrate's own shows it: event log, NATS, logs, status, reports. The subscription,
+    with its connection string, is gone after the cutover."""
+    pg = PrivatePostgres(password=PASSWORD, settings={"wal_level": "logical"})
+    try:
+        pg.execute("CREATE DATABASE online_src")
+        pg.execute("CREATE DATABASE online_dst")
+        with psycopg.connect(pg.url_with_password("online_src"), autocommit=True) as c:
+            c.execute("CREATE TABLE public.t (id int PRIMARY KEY, v text); "
+                      "INSERT INTO public.t SELECT g, 'v' || g FROM generate_series(1, 5000) g")
+        stack = stack_factory().start()
+        ch, stub = stack.coordinator_stub()
+        wid = stub.CreateMigration(C.CreateMigrationRequest(
+            source_url=pg.url_with_password("online_src"), target_url=pg.url_with_password("online_dst"),
+            options=common_pb2.MigrationOptions(online=True), start=True), timeout=30).id
+        deadline = time.monotonic() + 240
+        while True:
+            m = stub.GetMigration(C.MigrationRef(id=wid), timeout=10)
+            if m.phase == E.AWAITING_APPROVAL:
+                stub.Approve(C.ApproveRequest(id=wid), timeout=10)
+            if m.phase == E.SYNCING and m.HasField("sync"):
+                break
+            assert m.phase not in (E.FAILED, E.DENIED, E.CANCELLED) and time.monotonic() < deadline, m.error
+            time.sleep(0.2)
+        with psycopg.connect(pg.url_with_password("online_src"), autocommit=True) as c:
+            c.execute("INSERT INTO public.t VALUES (5001, 'streamed')")
+        with psycopg.connect(pg.url_with_password("online_dst"), autocommit=True) as c:
+            held = c.execute("SELECT subconninfo FROM pg_subscription").fetchone()[0]
+        assert PASSWORD in held  # where PostgreSQL needs it, and only there
+        stub.Cutover(C.CutoverRequest(id=wid), timeout=10)
+        m = drive(stub, wid)
+        assert m.phase == E.COMPLETED, m.error
+        with psycopg.connect(pg.url_with_password("online_dst"), autocommit=True) as c:
+            assert c.execute("SELECT count(*) FROM pg_subscription").fetchone()[0] == 0
+            assert c.execute("SELECT v FROM public.t WHERE id = 5001").fetchone()[0] == "streamed"
+        texts = {str(p): p.read_bytes() for p in sorted(stack.data_dir.rglob("*"))
+                 if p.is_file() and p.name != "secrets.json"}
+        texts["nats"] = asyncio.run(stream_bytes(nats_url, [wid]))
+        texts["report"] = str(stub.GetReport(C.GetReportRequest(id=wid), timeout=30)).encode()
+        texts["migration"] = str(stub.GetMigration(C.MigrationRef(id=wid), timeout=30)).encode()
+        ch.close()
+        leaks = [where for where, data in texts.items() if PASSWORD.encode() in data]
+        assert not leaks, leaks
     finally:
         pg.close()
