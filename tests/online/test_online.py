@@ -287,6 +287,10 @@ def test_offline_source_that_moves_on_completes_with_its_drift_named(new_databas
     assert report.verification.equal, report.verification.summary
     assert m.source_moved, "the source's writes after the snapshot are named"
     assert any("ev" in line for line in m.source_moved)
+    watched = _cli(stack, "watch", wid)  # the exit code says it plainly too
+    assert watched.returncode == 4, watched.stderr
+    status = _cli(stack, "status", wid)
+    assert "source moved" in status.stdout and "--online" in status.stdout, status.stdout
 
 
 def test_online_copy_interrupted_starts_again_from_a_new_slot(source15, new_database18, stack_factory):
