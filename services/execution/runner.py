@@ -118,6 +118,7 @@ class ExecutionRun:
                         self._log("dropped the subscription of an interrupted attempt")
             tables = list_tables(src, list(self.opts.include), list(self.opts.exclude))
             sync.publish(src, wid, tables)  # before the slot: a change between the two would never be sent
+            self.published = {t.qualified for t in tables}
             if sync.drop_slot(src, wid):
                 self._log("dropped the replication slot of an interrupted attempt; the copy starts again from a "
                           "new slot's snapshot")
@@ -141,6 +142,10 @@ class ExecutionRun:
             self.source_writes = table_writes(exporter)  # what changes after this is the source's drift
             all_tables = list_tables(exporter)
             tables = list_tables(exporter, list(self.opts.include), list(self.opts.exclude))
+            unpublished = sorted({t.qualified for t in tables} - getattr(self, "published", {t.qualified for t in tables}))
+            if rep is not None and unpublished:  # created between the publication and the slot: not streamed
+                raise DatabaseError(f"online: {len(unpublished)} tables appeared on the source while the replication "
+                                    f"slot was made ({', '.join(unpublished[:5])}); starting again", retryable=True)
             excluded = exclude_args(all_tables, tables)
             self._log(f"snapshot {snapshot}: {len(tables)} tables, {self.jobs} jobs, attempt {self.req.attempt or 1}, "
                       f"{self.tools}")
