@@ -121,6 +121,14 @@ def list_tables(conn: psycopg.Connection, include=(), exclude=()) -> list[Table]
                   columns=tuple(cols.get(r[2], ()))) for r in rows]
 
 
+def select_tables(tables: list[Table], include=(), exclude=()) -> list[Table]:
+    """The tables of list_tables(conn) that list_tables(conn, include, exclude) would give, without
+    reading the catalog again (2,000 tables: 0.2-0.3 s a read)."""
+    if not include and not exclude:
+        return list(tables)
+    return [t for t in tables if matches(t.schema, t.name, include, exclude)]
+
+
 _WRITES = """SELECT quote_ident(schemaname) || '.' || quote_ident(relname), n_tup_ins, n_tup_upd, n_tup_del
                FROM pg_stat_user_tables"""
 

@@ -22,7 +22,7 @@ from psycopg import sql
 
 from dbmigrate.v1 import agents_pb2, common_pb2
 from services.common.copy import PSQL_BYTES
-from services.common.catalog import Table, list_tables, table_writes
+from services.common.catalog import Table, list_tables, select_tables, table_writes
 from services.common.errors import Cancelled, DatabaseError, DBMigrateError, FailedPrecondition
 from services.common.pg import connect, is_transient
 from services.common import pgtools
@@ -141,7 +141,7 @@ class ExecutionRun:
             self.tools = pgtools.for_source(server_version_num(exporter))
             self.source_writes = table_writes(exporter)  # what changes after this is the source's drift
             all_tables = list_tables(exporter)
-            tables = list_tables(exporter, list(self.opts.include), list(self.opts.exclude))
+            tables = select_tables(all_tables, list(self.opts.include), list(self.opts.exclude))
             unpublished = sorted({t.qualified for t in tables} - getattr(self, "published", {t.qualified for t in tables}))
             if rep is not None and unpublished:  # created between the publication and the slot: not streamed
                 raise DatabaseError(f"online: {len(unpublished)} tables appeared on the source while the replication "

@@ -20,10 +20,10 @@ import psycopg
 from psycopg import sql
 
 from dbmigrate.v1 import agents_pb2, common_pb2
-from services.common.catalog import Table, list_tables
+from services.common.catalog import Table, list_tables, select_tables
 from services.common.checksum import Checksum, row_expression, row_hash
 from services.common.copy import PSQL_BYTES, copy_direct, copy_in_sql, copy_into, copy_out_sql
-from services.common.errors import Cancelled, DBMigrateError, DatabaseError, FailedPrecondition
+from services.common.errors import Cancelled, DBMigrateError, DatabaseError
 from services.common.pg import connect, is_transient
 from services.common import pgtools
 from services.common.pgdump import DependencyLoop, apply_schema, dump_flags, dump_section, exclude_args, server_version_num, tolerant_pre_data
@@ -135,7 +135,7 @@ class Sampler:
                     # owners and privileges (the migration carries them).
                     self.flags = {"owners": False, "privileges": False}
                 all_tables = list_tables(exporter)
-                tables = list_tables(exporter, list(self.opts.include), list(self.opts.exclude))
+                tables = select_tables(all_tables, list(self.opts.include), list(self.opts.exclude))
                 create_scratch(admin, self.scratch.dbname, "the sample test migration")
                 try:
                     report = self._validate(snapshot, all_tables, tables)

@@ -29,7 +29,7 @@ import psycopg
 from psycopg import sql
 
 from dbmigrate.v1 import agents_pb2, common_pb2
-from services.common.catalog import Table, list_tables, table_writes
+from services.common.catalog import Table, list_tables, select_tables, table_writes
 from services.common.checksum import Checksum, row_expression, row_hash, table_checksum
 from services.common.errors import DatabaseError, DBMigrateError, InvalidInput
 from services.common import pgtools
@@ -139,7 +139,8 @@ def render_source(req: agents_pb2.VerifyRequest, src: Side, include, exclude) ->
     opts = req.options
     tools = pgtools.for_source(src.conn.info.server_version)
     with src.guard():
-        excluded = exclude_args(list_tables(src.conn), list_tables(src.conn, include, exclude))
+        every = list_tables(src.conn)
+        excluded = exclude_args(every, select_tables(every, include, exclude))
     pre, post = (dump_section(req.source, section, tools=tools, snapshot=src.snapshot, extra_args=excluded,
                               **dump_flags(opts)) for section in ("pre-data", "post-data"))
     name = scratch_name(req.workflow_id, RENDER_PREFIX)
