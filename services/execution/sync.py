@@ -195,8 +195,9 @@ class Monitor:
                 "pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint, "
                 "pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint, "
                 "pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint, "
-                "pg_wal_lsn_diff(confirmed_flush_lsn, '0/0')::bigint, wal_status, active "
-                "FROM pg_replication_slots WHERE slot_name = %s", [slot_name(wid)]).fetchone()
+                "pg_wal_lsn_diff(confirmed_flush_lsn, '0/0')::bigint, "
+                + ("wal_status" if src.info.server_version >= 130000 else "NULL::text") +  # wal_status: 13+
+                ", active FROM pg_replication_slots WHERE slot_name = %s", [slot_name(wid)]).fetchone()
             if row is None:
                 out.problems.append(f"the replication slot {slot_name(wid)} is gone from the source: the stream "
                                     "cannot go on; roll back and start a new migration")
