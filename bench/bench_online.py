@@ -35,7 +35,7 @@ TPS = int(os.environ.get("BENCH_ONLINE_TPS", "300"))
 SYNC_SECONDS = float(os.environ.get("BENCH_ONLINE_SYNC_SECONDS", "30"))
 
 
-def _cli(stack: BenchStack, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+def _cli(stack: BenchStack, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(DBMIGRATE), "--coordinator", stack.coordinator, *args], capture_output=True,
                           text=True, check=False)
 

@@ -39,11 +39,12 @@ def cutover_allowed(wf: Workflow) -> bool:
 
 def settled(wf: Workflow) -> bool:
     """Ended with no rollback pending, or waiting for a person: a watcher may stop following."""
-    return (wf.phase in END_PHASES and not wf.rollback_pending and not _release_pending(wf)) \
+    return (wf.phase in END_PHASES and not wf.rollback_pending and not release_pending(wf)) \
         or wf.phase == P.AWAITING_APPROVAL or cutover_allowed(wf)
 
 
-def _release_pending(wf: Workflow) -> bool:
+def release_pending(wf: Workflow) -> bool:
+    """Online: the slot, publication and subscription may exist and have not been dropped yet."""
     return wf.options.online and wf.baseline_recorded and not wf.released
 
 

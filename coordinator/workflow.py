@@ -77,7 +77,7 @@ def next_action(wf: Workflow) -> str | None:
         return "complete"
     if wf.phase == P.ROLLING_BACK or (wf.phase in (P.FAILED, P.CANCELLED) and wf.rollback_pending):
         return "rollback"
-    if wf.phase in END_PHASES and wf.options.online and wf.baseline_recorded and not wf.released:
+    if wf.phase in END_PHASES and rules.release_pending(wf):
         return "release"  # never leave a slot behind to fill the source's disk
     return None
 
@@ -677,7 +677,7 @@ class Engine:
             reason="cancelled by the operator", rollback_pending=wf.baseline_recorded)))
 
     async def _do_rollback(self, wf: Workflow) -> None:
-        if wf.options.online and wf.baseline_recorded and not wf.released:
+        if rules.release_pending(wf):
             await self._do_release(wf)  # the stream stops before its target tables go
             wf = self.states[wf.id]
             if not wf.released:

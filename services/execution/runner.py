@@ -67,6 +67,7 @@ class ExecutionRun:
         self.resuming = req.attempt > 1 or bool(self.steps_done or self.units_done)
         self.target_writes: dict[str, tuple[int, int, int]] = {}
         self.spent: dict[str, list] = {}  # finishing item -> [count, seconds]
+        self.published: set[str] = set()  # online: the tables the publication holds
 
     # ---- events ----
 
@@ -142,8 +143,8 @@ class ExecutionRun:
             self.source_writes = table_writes(exporter)  # what changes after this is the source's drift
             all_tables = list_tables(exporter)
             tables = select_tables(all_tables, list(self.opts.include), list(self.opts.exclude))
-            unpublished = sorted({t.qualified for t in tables} - getattr(self, "published", {t.qualified for t in tables}))
-            if rep is not None and unpublished:  # created between the publication and the slot: not streamed
+            unpublished = sorted({t.qualified for t in tables} - self.published) if rep is not None else []
+            if unpublished:  # created between the publication and the slot: they would not be streamed
                 raise DatabaseError(f"online: {len(unpublished)} tables appeared on the source while the replication "
                                     f"slot was made ({', '.join(unpublished[:5])}); starting again", retryable=True)
             excluded = exclude_args(all_tables, tables)

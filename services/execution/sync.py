@@ -305,11 +305,6 @@ def schema_drift(source: dict[str, str], target: dict[str, str]) -> list[str]:
 
 # ---- cutover ----
 
-def _lsn(text: str) -> int:
-    hi, _, lo = text.partition("/")
-    return (int(hi, 16) << 32) + int(lo, 16)
-
-
 def applied_lsn(dst: psycopg.Connection, wid: str) -> str:
     """The end of the last source commit the target applied (its replication origin)."""
     row = dst.execute("SELECT s.remote_lsn::text FROM pg_replication_origin_status s JOIN pg_subscription sub "

@@ -1,6 +1,6 @@
 """Discovery of an online migration's needs (services/discovery/online.py) against real servers.
 
-One PostgreSQL 15 cluster of this module's own with wal_level=logical (trust authentication) is
+The session's PostgreSQL 15 cluster with wal_level=logical (tests/fixtures/pg.py, trust authentication) is
 the source of most tests; the machine's PostgreSQL 15 (wal_level=replica) is the one that cannot be.
 """
 from __future__ import annotations
@@ -14,32 +14,11 @@ from dbmigrate.v1 import agents_pb2, common_pb2
 from services.discovery import inventory as inventory_mod
 from services.discovery.discover import discover
 from services.discovery.online import CODES
-from tests.fixtures.pg import PrivatePostgres, database_factory
 
 
 @pytest.fixture(autouse=True)
 def short_sample(monkeypatch):
     monkeypatch.setattr(inventory_mod, "SAMPLE_SECONDS", 0.05)
-
-
-@pytest.fixture(scope="module")
-def logical():
-    """A PostgreSQL 15 server with wal_level=logical, for this module."""
-    pg = PrivatePostgres(password=None, settings={"wal_level": "logical", "fsync": "off"})
-    try:
-        yield pg
-    finally:
-        pg.close()
-
-
-@pytest.fixture
-def logical_db(logical):
-    """Factory: logical_db("src") creates an empty database on the logical server."""
-    make, cleanup = database_factory(logical.url)
-    try:
-        yield make
-    finally:
-        cleanup()
 
 
 def request(src, dst, **options) -> agents_pb2.DiscoverRequest:
@@ -65,14 +44,14 @@ SCHEMA = """
 
 
 @pytest.fixture
-def role(logical):
+def role(pg15_logical):
     """A LOGIN role that is neither superuser nor REPLICATION; dropped afterwards."""
     name = f"dbm_norep_{uuid.uuid4().hex[:8]}"
-    logical.execute(f"CREATE ROLE {name} LOGIN")
+    pg15_logical.execute(f"CREATE ROLE {name} LOGIN")
     try:
         yield name
     finally:
-        logical.execute(f"DROP ROLE IF EXISTS {name}")
+        pg15_logical.execute(f"DROP ROLE IF EXISTS {name}")
 
 
 def test_a_source_with_wal_level_replica_cannot_be_online(new_database):
@@ -86,8 +65,8 @@ def test_a_source_with_wal_level_replica_cannot_be_online(new_database):
     assert report.findings[0].severity == common_pb2.BLOCKER
 
 
-def test_a_table_without_a_key_needs_a_replica_identity(logical_db):
-    src, dst = logical_db("onsrc"), logical_db("ondst")
+def test_a_table_without_a_key_needs_a_replica_identity(new_database15_logical):
+    src, dst = new_database15_logical("onsrc"), new_database15_logical("ondst")
     src.execute(SCHEMA + """
         CREATE TABLE public.nokey (a int, b text);
         CREATE TABLE public.natural (code text NOT NULL, v int);
@@ -114,8 +93,9 @@ def test_a_table_without_a_key_needs_a_replica_identity(logical_db):
     assert not by_code(discover(request(src, dst, online=True, exclude=["public.nokey"])), "NO_REPLICA_IDENTITY")
 
 
-def test_a_user_without_replication_may_neither_replicate_nor_publish_nor_subscribe(logical, logical_db, role):
-    src, dst = logical_db("onsrc"), logical_db("ondst")
+def test_a_user_without_replication_may_neither_replicate_nor_publish_nor_subscribe(pg15_logical, new_database15_logical,
+                                                                                      role):
+    src, dst = new_database15_logical("onsrc"), new_database15_logical("ondst")
     src.execute(SCHEMA)
     source, target = src.conn, dst.conn
     source.user = target.user = role
@@ -132,7 +112,7 @@ def test_a_user_without_replication_may_neither_replicate_nor_publish_nor_subscr
     assert len(sub) == 1 and sub[0].severity == common_pb2.BLOCKER and "superuser" in sub[0].message
 
     # REPLICATION given, tables owned, CREATE granted: the source side is satisfied
-    logical.execute(f"ALTER ROLE {role} REPLICATION")
+    pg15_logical.execute(f"ALTER ROLE {role} REPLICATION")
     src.execute(f"ALTER TABLE public.accounts OWNER TO {role}; ALTER TABLE public.orders OWNER TO {role}; "
                 f"GRANT CREATE ON DATABASE {src.name} TO {role}")
     try:
@@ -143,8 +123,8 @@ def test_a_user_without_replication_may_neither_replicate_nor_publish_nor_subscr
         src.execute(f"REASSIGN OWNED BY {role} TO postgres; DROP OWNED BY {role}")
 
 
-def test_a_leftover_slot_is_named_with_its_wal_and_how_to_drop_it(logical, logical_db):
-    src, dst = logical_db("onsrc"), logical_db("ondst")
+def test_a_leftover_slot_is_named_with_its_wal_and_how_to_drop_it(pg15_logical, new_database15_logical):
+    src, dst = new_database15_logical("onsrc"), new_database15_logical("ondst")
     src.execute(SCHEMA)
     src.execute("SELECT pg_create_logical_replication_slot('dbmigrate_leftover', 'pgoutput')")
     try:
@@ -163,8 +143,8 @@ def test_a_leftover_slot_is_named_with_its_wal_and_how_to_drop_it(logical, logic
     assert not by_code(offline, "LEFTOVER_SLOTS")
 
 
-def test_a_clean_logical_source_has_no_online_blocker(logical_db):
-    src, dst = logical_db("onsrc"), logical_db("ondst")
+def test_a_clean_logical_source_has_no_online_blocker(new_database15_logical):
+    src, dst = new_database15_logical("onsrc"), new_database15_logical("ondst")
     src.execute(SCHEMA)
     source = src.conn
     source.password = "n0t-Shown-anywhere"  # trust authentication: given, never asked for
@@ -198,8 +178,8 @@ def test_a_clean_logical_source_has_no_online_blocker(logical_db):
     assert lo and lo[0].severity == common_pb2.HIGH and "1 large objects" in lo[0].message
 
 
-def test_an_offline_migration_gets_none_of_the_online_findings(logical_db):
-    src, dst = logical_db("onsrc"), logical_db("ondst")
+def test_an_offline_migration_gets_none_of_the_online_findings(new_database15_logical):
+    src, dst = new_database15_logical("onsrc"), new_database15_logical("ondst")
     src.execute(SCHEMA + "CREATE TABLE public.nokey (a int); CREATE UNLOGGED TABLE public.scratch (id int PRIMARY KEY); "
                          "SELECT lo_from_bytea(0, 'x');")
     report = discover(request(src, dst))
@@ -213,8 +193,8 @@ def test_an_offline_migration_gets_none_of_the_online_findings(logical_db):
     assert "public.scratch" not in by_code(online, "NO_REPLICA_IDENTITY")[0].object
 
 
-def test_a_pg18_target_user_needs_pg_create_subscription(logical_db, pg18, new_database18):
-    src, dst = logical_db("onsrc"), new_database18("ondst")
+def test_a_pg18_target_user_needs_pg_create_subscription(new_database15_logical, pg18, new_database18):
+    src, dst = new_database15_logical("onsrc"), new_database18("ondst")
     src.execute(SCHEMA)
     name = f"dbm_nosub_{uuid.uuid4().hex[:8]}"
     pg18.execute(f"CREATE ROLE {name} LOGIN")

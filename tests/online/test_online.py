@@ -11,11 +11,9 @@ import time
 
 import grpc
 import psycopg
-import pytest
 
 from dbmigrate.v1 import coordinator_pb2 as C, events_pb2 as E
 from tests.coordinator.helpers import logged_events
-from tests.fixtures.pg import PrivatePostgres, database_factory
 from tests.migrations import create, drive
 
 SCHEMA = """
@@ -39,26 +37,6 @@ DIGEST = {
     "nopk": "SELECT count(*), md5(string_agg(k || ':' || v, ',' ORDER BY k, v)) FROM nopk",
     "part": "SELECT count(*), md5(string_agg(id || ':' || k || ':' || v, ',' ORDER BY id)) FROM part",
 }
-
-
-@pytest.fixture(scope="module")
-def logical15():
-    """A PostgreSQL 15 server of this module's own with wal_level=logical (the local one is replica)."""
-    server = PrivatePostgres(password=None, settings={"wal_level": "logical", "fsync": "off",
-                                                      "max_wal_senders": "10", "max_replication_slots": "10"})
-    try:
-        yield server
-    finally:
-        server.close()
-
-
-@pytest.fixture
-def source15(logical15):
-    make, cleanup = database_factory(logical15.url)
-    try:
-        yield make
-    finally:
-        cleanup()
 
 
 class Writer:
@@ -180,12 +158,12 @@ def _cutover(stub, wid: str) -> None:
             time.sleep(0.2)
 
 
-def test_online_copy_stream_crash_and_cutover(source15, new_database18, stack_factory):
+def test_online_copy_stream_crash_and_cutover(new_database15_logical, new_database18, stack_factory):
     """Writes run through the copy and SYNCING; the execution agent and the coordinator are killed
     -9 while SYNCING; a cutover with writes still running is refused without losing anything; after
     the writes stop, cutover completes: the target equals the source row for row, sequences at the
     source's values, and no slot, publication or subscription is left."""
-    src, dst = source15("onl"), new_database18("onl")
+    src, dst = new_database15_logical("onl"), new_database18("onl")
     src.execute(SCHEMA)
     _pgbench_init(src.url)
     stack = stack_factory({"DBMIGRATE_CUTOVER_WAIT_SECONDS": "60"}).start()
@@ -228,8 +206,8 @@ def test_online_copy_stream_crash_and_cutover(source15, new_database18, stack_fa
         assert kind in kinds, kind
 
 
-def test_online_ddl_while_syncing_is_reported_and_cutover_refused(source15, new_database18, stack_factory):
-    src, dst = source15("ddl"), new_database18("ddl")
+def test_online_ddl_while_syncing_is_reported_and_cutover_refused(new_database15_logical, new_database18, stack_factory):
+    src, dst = new_database15_logical("ddl"), new_database18("ddl")
     src.execute(SCHEMA)
     stack = stack_factory({"DBMIGRATE_CUTOVER_WAIT_SECONDS": "8"}).start()
     ch, stub = stack.coordinator_stub()
@@ -253,8 +231,8 @@ def test_online_ddl_while_syncing_is_reported_and_cutover_refused(source15, new_
     assert _leftovers(src.url, dst.url) == []
 
 
-def test_online_cancel_removes_slot_publication_subscription(source15, new_database18, stack_factory):
-    src, dst = source15("cnl"), new_database18("cnl")
+def test_online_cancel_removes_slot_publication_subscription(new_database15_logical, new_database18, stack_factory):
+    src, dst = new_database15_logical("cnl"), new_database18("cnl")
     src.execute(SCHEMA)
     stack = stack_factory().start()
     ch, stub = stack.coordinator_stub()
@@ -293,11 +271,11 @@ def test_offline_source_that_moves_on_completes_with_its_drift_named(new_databas
     assert "source moved" in status.stdout and "--online" in status.stdout, status.stdout
 
 
-def test_online_copy_interrupted_starts_again_from_a_new_slot(source15, new_database18, stack_factory):
+def test_online_copy_interrupted_starts_again_from_a_new_slot(new_database15_logical, new_database18, stack_factory):
     """kill -9 of the execution agent in the middle of the online copy: the next attempt drops the
     slot the copy read, starts again from a new slot's snapshot, and the rows copied and the stream
     still meet exactly (no write lost, none applied twice)."""
-    src, dst = source15("cpy"), new_database18("cpy")
+    src, dst = new_database15_logical("cpy"), new_database18("cpy")
     src.execute(SCHEMA.replace("20000) g;\nCREATE TABLE ev", "20000) g;\nCREATE TABLE big (id int PRIMARY KEY, "
                                                             "pad text);\nINSERT INTO big SELECT g, repeat('x', 100) "
                                                             "FROM generate_series(1, 1000000) g;\nCREATE TABLE ev"))
@@ -327,10 +305,10 @@ def test_online_copy_interrupted_starts_again_from_a_new_slot(source15, new_data
     assert _leftovers(src.url, dst.url) == []
 
 
-def test_online_slot_lost_while_syncing_fails_and_cleans_up(source15, new_database18, stack_factory):
+def test_online_slot_lost_while_syncing_fails_and_cleans_up(new_database15_logical, new_database18, stack_factory):
     """A slot that disappears from the source (invalidated, or dropped by someone) cannot carry the
     writes any more: the migration fails naming it, rolls the target back and leaves nothing behind."""
-    src, dst = source15("lost"), new_database18("lost")
+    src, dst = new_database15_logical("lost"), new_database18("lost")
     src.execute(SCHEMA)
     stack = stack_factory().start()
     ch, stub = stack.coordinator_stub()

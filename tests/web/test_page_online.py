@@ -6,16 +6,16 @@ import json
 
 import pytest
 
-from tests.online.test_online import SCHEMA, Writer, _digests, _leftovers, logical15, source15  # noqa: F401
+from tests.online.test_online import SCHEMA, Writer, _digests, _leftovers
 from tests.web.conftest import screenshot, start_real, web_url
 from tests.web.pages import fill_form
 
 pytestmark = pytest.mark.browser
 
 
-def test_online_migration_streams_live_and_cuts_over_from_the_page(stack_factory, source15, new_database18,
+def test_online_migration_streams_live_and_cuts_over_from_the_page(stack_factory, new_database15_logical, new_database18,
                                                                     page_factory):
-    src, dst = source15("web"), new_database18("web")
+    src, dst = new_database15_logical("web"), new_database18("web")
     src.execute(SCHEMA)
     stack = start_real(stack_factory())
     page = page_factory()
