@@ -216,6 +216,7 @@ def apply_schema(conn: common_pb2.Connection, script: str, what: str = "schema s
 
 
 TABLES_PER_COMMIT = 500  # a table holds 3 locks until commit (itself, its TOAST table and index)
+TABLES_PER_STATEMENT = 25  # tables sent in one round trip (a round trip and a hand-off each cost more than a small table)
 
 
 def _idle(c: psycopg.Connection) -> bool:
@@ -236,19 +237,32 @@ class _ParallelApply:
 
     def apply(self, items) -> None:
         current: dict[str, str] = {}
+        tables: list[tuple[str, str, str]] = []
         with concurrent.futures.ThreadPoolExecutor(len(self.conns) - 1, thread_name_prefix="schema") as pool:
             for typ, name, body in items:
                 for m in _SESSION_SET.finditer(body):
                     current[m.group(1)] = m.group(0)
                 if _independent(typ, body):
-                    if not self.running and not _idle(self.conns[0]):
+                    if not self.running and not tables and not _idle(self.conns[0]):
                         self.conns[0].execute("COMMIT")  # what the run needs (its schemas, types) is seen by all
                     prefix = "\n".join(current.values())
-                    self.running.append(pool.submit(self.on_pool, typ, name, f"{prefix}\n{body}" if prefix else body))
+                    item = (typ, name, f"{prefix}\n{body}" if prefix else body)
+                    if typ == "TABLE":  # a chunk of tables per round trip
+                        tables.append(item)
+                        if len(tables) >= TABLES_PER_STATEMENT:
+                            self.running.append(pool.submit(self.on_pool, tables))
+                            tables = []
+                    else:
+                        self.running.append(pool.submit(self.on_pool, [item]))
                     continue
+                if tables:
+                    self.running.append(pool.submit(self.on_pool, tables))
+                    tables = []
                 if self.running:
                     self.barrier()
                 self.run(self.conns[0], typ, name, body)
+            if tables:
+                self.running.append(pool.submit(self.on_pool, tables))
             self.barrier()
 
     def _error(self, typ: str, name: str, err: psycopg.Error) -> DatabaseError:
@@ -263,32 +277,46 @@ class _ParallelApply:
         except psycopg.Error as err:
             raise self._error(typ, name, err) from None
 
-    def on_pool(self, typ: str, name: str, body: str) -> None:
-        """A table of the run; one that needs another of the same run (a column of another table's
-        row type, say) is made again after the run, in order."""
+    def on_pool(self, items: list[tuple[str, str, str]]) -> None:
+        """Tables of the run (up to TABLES_PER_STATEMENT, sent as one statement), or one index or key.
+        A table that needs another of the same run (a column of another table's row type, say) is
+        made again after the run, in order; when a chunk fails, its tables are made one by one, so
+        the one that fails is named."""
         c = self.free.get()
         try:
             # Tables of a run share one transaction per session (a commit each cost more than the
             # table); an index or key commits at once, since it locks a table the session's other
             # keys may need too.
-            if not _idle(c) and (typ != "TABLE" or self.in_tx.get(id(c), 0) >= TABLES_PER_COMMIT):
+            typ = items[0][0]
+            if not _idle(c) and (typ != "TABLE" or self.in_tx.get(id(c), 0) + len(items) > TABLES_PER_COMMIT):
                 c.execute("COMMIT")  # also bounds the locks one transaction holds (the shared lock table)
                 self.in_tx[id(c)] = 0
-            self.in_tx[id(c)] = self.in_tx.get(id(c), 0) + 1
+            self.in_tx[id(c)] = self.in_tx.get(id(c), 0) + len(items)
             if _idle(c):
                 c.execute("BEGIN")
-            c.execute("SAVEPOINT dbmigrate_object")
-            try:
-                c.execute(body)
-            except psycopg.Error as err:
-                if err.sqlstate not in _NEEDS_ANOTHER:
-                    raise self._error(typ, name, err) from None
-                c.execute("ROLLBACK TO SAVEPOINT dbmigrate_object")
-                self.later.append((typ, name, body))
-            if typ != "TABLE":
-                c.execute("COMMIT")
+            if len(items) > 1:
+                c.execute("SAVEPOINT dbmigrate_chunk")
+                try:
+                    c.execute("\n".join(body for _, _, body in items))
+                    return
+                except psycopg.Error:
+                    c.execute("ROLLBACK TO SAVEPOINT dbmigrate_chunk")
+            for typ, name, body in items:
+                self._one(c, typ, name, body)
         finally:
             self.free.put(c)
+
+    def _one(self, c: psycopg.Connection, typ: str, name: str, body: str) -> None:
+        c.execute("SAVEPOINT dbmigrate_object")
+        try:
+            c.execute(body)
+        except psycopg.Error as err:
+            if err.sqlstate not in _NEEDS_ANOTHER:
+                raise self._error(typ, name, err) from None
+            c.execute("ROLLBACK TO SAVEPOINT dbmigrate_object")
+            self.later.append((typ, name, body))
+        if typ != "TABLE":
+            c.execute("COMMIT")
 
     def barrier(self) -> None:
         """The end of a run: every session's transaction commits before the next object."""
