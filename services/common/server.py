@@ -7,6 +7,7 @@ import inspect
 import ipaddress
 import logging
 import signal
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Iterable
@@ -18,7 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
-from services.common import metrics
+from services.common import memory, metrics
 from services.common.channels import server_options
 from services.common.config import ServerSettings, env_bool, env_str
 from services.common.errors import ERROR_DOMAIN, ConfigError, DBMigrateError
@@ -87,6 +88,7 @@ def _wrap(fn, where: str):
         @functools.wraps(fn)
         async def stream(self, request, context):
             workflow_id_var.set(_workflow_of(request))
+            t0 = time.monotonic()
             try:
                 async for item in fn(self, request, context):
                     yield item
@@ -94,17 +96,24 @@ def _wrap(fn, where: str):
                 raise
             except Exception as err:  # noqa: BLE001 - the edge: translate everything
                 await _abort_for(context, err, where)
+            finally:
+                if time.monotonic() - t0 > memory.LONG_CALL:
+                    memory.release()
         return stream
 
     @functools.wraps(fn)
     async def unary(self, request, context):
         workflow_id_var.set(_workflow_of(request))
+        t0 = time.monotonic()
         try:
             return await fn(self, request, context)
         except (asyncio.CancelledError, grpc.aio.AbortError):
             raise
         except Exception as err:  # noqa: BLE001 - the edge: translate everything
             await _abort_for(context, err, where)
+        finally:
+            if time.monotonic() - t0 > memory.LONG_CALL:
+                memory.release()
     return unary
 
 

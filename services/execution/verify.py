@@ -1,6 +1,7 @@
 """Per-table verification: row count and checksum on both sides, the source inside the snapshot."""
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -64,7 +65,9 @@ def target_stream(dst: psycopg.Connection, table: Table, where: sql.Composable |
         # along the key's index for a key-ordered part, as the source did.
         settings = (*settings, "SET synchronize_seqscans = off", *(["SET enable_sort = off"] if order_by else []))
         return None, stream_digest(target, copy_out.as_string(dst), settings=settings, cancel=cancel)
-    with dst.transaction():
+    # A transaction block only for the SET LOCAL (the COPY alone is one statement on the autocommit
+    # session: two round trips fewer for each small table).
+    with dst.transaction() if order_by else contextlib.nullcontext():
         if order_by:
             dst.execute("SET LOCAL enable_sort = off")  # read along the key's index, as the source did
         with dst.cursor() as cur:
