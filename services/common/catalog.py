@@ -4,8 +4,10 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import psycopg
+if TYPE_CHECKING:  # only annotations: the generation agent plans from catalogs without a driver loaded
+    import psycopg
 
 _SQL = Path(__file__).parent / "sql"
 
