@@ -376,7 +376,8 @@ class Engine:
             wf = self.states[wid]
             action = next_action(wf)
             if action is None:
-                memory.release()  # what the run's events and reports left in the heap goes back
+                if wf.phase in END_PHASES:
+                    memory.release()  # what the run's events and reports left in the heap goes back
                 return
             if self.secrets_missing(wf):
                 log.warning("migration %s needs its secrets again (SupplySecrets or DBMIGRATE_SECRET_*); waiting", wid)

@@ -345,11 +345,31 @@ def server_version_num(c: psycopg.Connection) -> int:
     return int(c.execute("SHOW server_version_num").fetchone()[0])
 
 
+EXCLUDED_PER_PATTERN = 500  # table names one --exclude-table pattern carries (one argument stays < 128 KB)
+
+
 def exclude_args(all_tables: list[Table], kept: list[Table]) -> list[str]:
-    """pg_dump arguments that leave out the tables the include/exclude patterns removed (exact names)."""
+    """pg_dump arguments that leave out the tables the include/exclude patterns removed (exact names).
+
+    pg_dump looks each pattern up with a query of its own (1,800 patterns: 0.4 s more than the whole
+    dump), so the names of one schema go together as alternatives of one pattern: outside double
+    quotes a pattern's regular-expression characters keep their meaning (`(`, `|`, `)`), inside
+    them every character is literal, so "s".("a"|"b") is exactly the tables s.a and s.b."""
     keep = {(t.schema, t.name) for t in kept}
-    return [f'--exclude-table="{t.schema.replace(chr(34), chr(34) * 2)}"."{t.name.replace(chr(34), chr(34) * 2)}"'
-            for t in all_tables if (t.schema, t.name) not in keep]
+    by_schema: dict[str, list[str]] = {}
+    for t in all_tables:
+        if (t.schema, t.name) not in keep:
+            by_schema.setdefault(t.schema, []).append(t.name)
+    out = []
+    for schema, names in by_schema.items():
+        for i in range(0, len(names), EXCLUDED_PER_PATTERN):
+            alternatives = "|".join(_quoted(n) for n in names[i:i + EXCLUDED_PER_PATTERN])
+            out.append(f"--exclude-table={_quoted(schema)}.({alternatives})")
+    return out
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def tolerant_pre_data(script: str) -> str:
