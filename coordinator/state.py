@@ -217,7 +217,10 @@ def _step_started(wf, ev):
 
 
 def _step_completed(wf, ev):
-    step = ev.step_completed
+    return _step_done(wf, ev.step_completed)
+
+
+def _step_done(wf, step):
     if ":" in step.step:  # one table's indexes: part of the data step
         return replace(wf, steps_done=wf.steps_done.set(step.step, True))
     seconds = tuple(s for s in wf.step_seconds if s[0] != step.step) + ((step.step, step.seconds),)
@@ -234,7 +237,10 @@ def _table_progress(wf, ev):
 
 
 def _table_copied(wf, ev):
-    c = ev.table_copied
+    return _unit_copied(wf, ev.table_copied)
+
+
+def _unit_copied(wf, c):
     if c.unit in wf.units_done:
         return wf
     wf = replace(wf, units_done=wf.units_done.set(c.unit, True))
@@ -250,7 +256,12 @@ def _table_copied(wf, ev):
 
 
 def _table_verified(wf, ev):
-    r = ev.table_verified.result
+    v = ev.table_verified
+    if v.HasField("copied"):  # a small table: its copy and its seal come with its proof
+        wf = _unit_copied(wf, v.copied)
+    if v.HasField("sealed"):
+        wf = _step_done(wf, v.sealed)
+    r = v.result
     return _with_table(replace(wf, tables_verified=wf.tables_verified.set(r.table, True)), r.table,
                        status="verified", rows=r.target_rows, eta_seconds=0.0,
                        total_rows=max(r.source_rows, 0), error="")

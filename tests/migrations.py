@@ -54,8 +54,18 @@ def events_of(stack, wid: str, kind: str) -> list:
     return [getattr(e, kind) for e in logged_events(stack, wid) if e.WhichOneof("payload") == kind]
 
 
+def units_copied(events) -> int:
+    """Units the events say are copied: TableCopied events, and small tables' TableVerified that
+    carry their copy."""
+    n = 0
+    for e in events:
+        kind = e.WhichOneof("payload")
+        n += kind == "table_copied" or (kind == "table_verified" and e.table_verified.HasField("copied"))
+    return n
+
+
 def wait_for_copies(stack, wid: str, n: int = 1, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
-    while len(events_of(stack, wid, "table_copied")) < n:
+    while units_copied(logged_events(stack, wid)) < n:
         assert time.monotonic() < deadline, f"fewer than {n} units copied after {timeout}s"
         time.sleep(0.05)

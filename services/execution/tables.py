@@ -48,6 +48,10 @@ class DataPhase:
         self.progress: dict[str, list] = {}     # table -> [bytes, started, last emit]
         self.deferred: set[str] = set()
         self.retry: list[Unit] = []
+        # A small table's copy and proof wait here for its seal: one event says all three (a
+        # TableVerified with `copied` and `sealed`), not three (2,000 small tables: 4,000 events fewer
+        # for the agent to send, the coordinator to append and publish and every watcher to read).
+        self.held: dict[str, agents_pb2.TableVerified] = {}
         self.tables = self._units(exporter, tables)
         self.by_name = {t.qualified: t for t in self.tables}
         self.early_fks = self._early_keys()
@@ -152,11 +156,20 @@ class DataPhase:
             self.run.bytes += stats.bytes
             self.pending[t.qualified] -= 1
             last = self.pending[t.qualified] == 0
-        self.run.emit(agents_pb2.ExecutionEvent(table_copied=agents_pb2.TableCopied(
-            unit=unit.id, table=t.qualified, rows=stats.rows, bytes=stats.bytes, seconds=stats.seconds,
-            copy_format="binary" if stats.binary else "text", part=unit.part, parts=unit.parts)))
+        copied = agents_pb2.TableCopied(unit=unit.id, table=t.qualified, rows=stats.rows, bytes=stats.bytes,
+                                        seconds=stats.seconds, copy_format="binary" if stats.binary else "text",
+                                        part=unit.part, parts=unit.parts)
+        if self._joined(t):
+            with self.lock:
+                self.held[t.qualified] = agents_pb2.TableVerified(copied=copied)
+        else:
+            self.run.emit(agents_pb2.ExecutionEvent(table_copied=copied))
         if last:
             self._copied_whole(t)
+
+    def _joined(self, t: Table) -> bool:
+        """A table whose copy, proof and seal go out as one event: one unit, small."""
+        return len(self.units_of[t.qualified]) == 1 and t.bytes < PSQL_BYTES
 
     def _defer(self, unit: Unit, err: psycopg.errors.CheckViolation) -> None:
         """A CHECK constraint may call a function that reads another table (pg_restore fails the
@@ -229,9 +242,15 @@ class DataPhase:
             result.bytes = self.table_bytes.get(name, 0)
             result.seconds += self.table_seconds.get(name, 0.0)
             self.run.results[name] = result
-        if result.verified:
+        with self.lock:
+            held = self.held.get(name) if result.verified else self.held.pop(name, None)
+            if held is not None and result.verified:
+                held.result.CopyFrom(result)  # sent with the seal
+        if held is not None and not result.verified and held.HasField("copied"):
+            self.run.emit(agents_pb2.ExecutionEvent(table_copied=held.copied))
+        if result.verified and held is None:
             self.run.emit(agents_pb2.ExecutionEvent(table_verified=agents_pb2.TableVerified(result=result)))
-        else:
+        elif not result.verified:
             self.run.emit(agents_pb2.ExecutionEvent(table_failed=agents_pb2.TableFailed(
                 table=name, error=result.error, result=result)))
         with self.lock:
@@ -250,12 +269,31 @@ class DataPhase:
         """Keys attached to their indexes and the constraints that lock the table; the step recorded."""
         t = self.by_name[name]
         step = f"indexes:{name}"
+        with self.lock:
+            held = self.held.pop(name, None)
         if step in self.run.steps_done:
+            if held is not None:
+                self._send_held(held)
             return
         statements = self.per_table.get((t.schema, t.name), [])
         run_statements(self.run.target, self.post.preamble, [st for st in statements if not st.beside_reads],
                        resuming=self.run.resuming, conn=self.conns.target())
-        self.run._step(step, f"{sum(not st.attach for st in statements)} indexes and keys", self.started[name])
+        detail = f"{sum(not st.attach for st in statements)} indexes and keys"
+        if held is None:
+            self.run._step(step, detail, self.started[name])
+            return
+        self.run.steps_done.add(step)
+        held.sealed.CopyFrom(agents_pb2.StepCompleted(step=step, detail=detail,
+                                                      seconds=time.monotonic() - self.started[name]))
+        self._send_held(held)
+
+    def _send_held(self, held: agents_pb2.TableVerified) -> None:
+        """A small table's copy, proof and seal in one event; a copy alone (the table proven in an
+        earlier attempt) goes as its own event."""
+        if held.HasField("result"):
+            self.run.emit(agents_pb2.ExecutionEvent(table_verified=held))
+        elif held.HasField("copied"):
+            self.run.emit(agents_pb2.ExecutionEvent(table_copied=held.copied))
 
 
 def _as_error(err: BaseException) -> BaseException:

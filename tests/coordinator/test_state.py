@@ -57,6 +57,21 @@ def test_happy_path_phases_and_next_actions():
     assert set(wf.units_done) == {"public.t#1/2", "public.t#2/2"}
 
 
+def test_a_small_tables_copy_proof_and_seal_in_one_event_count_as_all_three():
+    events = happy_path()[:8]
+    events.append(ev("w1", 9, table_verified=agents_pb2.TableVerified(
+        result=common_pb2.TableResult(table="public.s", source_rows=3, target_rows=3, verified=True),
+        copied=agents_pb2.TableCopied(unit="public.s", table="public.s", rows=3, bytes=120, parts=1),
+        sealed=agents_pb2.StepCompleted(step="indexes:public.s", detail="1 indexes and keys"))))
+    wf = replay(events)["w1"]
+    t = wf.table("public.s")
+    assert (t.status, t.rows, t.bytes, t.parts_done) == ("verified", 3, 120, 1)
+    assert "public.s" in wf.units_done and "public.s" in wf.tables_verified and "indexes:public.s" in wf.steps_done
+    from coordinator.state import checkpoint
+    done = checkpoint(wf)  # what a resumed Execute is told: the table is not copied again
+    assert "public.s" in done.units_done and "indexes:public.s" in done.steps_done
+
+
 def test_blocked_plan_and_failed_validation_are_recorded_as_blockers():
     events = happy_path()[:6]
     events[3] = ev("w1", 4, validation_completed=E.ValidationCompleted(report=common_pb2.ValidationReport(passed=False)))

@@ -17,7 +17,7 @@ import pytest
 from dbmigrate.v1 import common_pb2, coordinator_pb2 as C, events_pb2 as E
 from tests.coordinator.helpers import wait_phase
 from tests.execution.compare import assert_identical, snapshot
-from tests.migrations import create, events_of, wait_for_copies
+from tests.migrations import create, events_of, logged_events, units_copied, wait_for_copies
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "awkward.sql"
 BIG = """
@@ -77,7 +77,7 @@ def test_kill_9_mid_data_then_restart_ends_identical(stack_factory, new_database
     after = random.Random(seed).randint(3, 100)
     print(f"kill -9 of {victim} after {after} units (seed {seed})")
     wait_for_copies(stack, wid, after)
-    before_kill = len(events_of(stack, wid, "table_copied"))
+    before_kill = units_copied(logged_events(stack, wid))
     stack.kill9(victim)
     time.sleep(0.5)
     stack.procs[victim].start()
