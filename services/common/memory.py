@@ -8,6 +8,7 @@ service's own peak.
 """
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import ctypes.util
 import gc
@@ -15,7 +16,8 @@ import logging
 
 log = logging.getLogger(__name__)
 
-LONG_CALL = 0.5  # seconds: a shorter call leaves little behind and may come many times a second
+LONG_CALL = 0.2  # seconds: a shorter call leaves little behind and may come many times a second
+RELEASE_DELAY = 0.05  # seconds after the call, so that its answer goes out first
 
 
 def _trim():
@@ -33,3 +35,13 @@ def release() -> None:
     gc.collect()
     if _MALLOC_TRIM is not None:
         _MALLOC_TRIM(0)
+
+
+def after_call(seconds: float) -> None:
+    """From a call's handler as it ends: a long call's leftovers are released once its answer is out."""
+    if seconds <= LONG_CALL:
+        return
+    try:
+        asyncio.get_running_loop().call_later(RELEASE_DELAY, release)
+    except RuntimeError:  # no event loop (a call run in a thread): now
+        release()

@@ -97,8 +97,7 @@ def _wrap(fn, where: str):
             except Exception as err:  # noqa: BLE001 - the edge: translate everything
                 await _abort_for(context, err, where)
             finally:
-                if time.monotonic() - t0 > memory.LONG_CALL:
-                    memory.release()
+                memory.after_call(time.monotonic() - t0)
         return stream
 
     @functools.wraps(fn)
@@ -112,8 +111,7 @@ def _wrap(fn, where: str):
         except Exception as err:  # noqa: BLE001 - the edge: translate everything
             await _abort_for(context, err, where)
         finally:
-            if time.monotonic() - t0 > memory.LONG_CALL:
-                memory.release()
+            memory.after_call(time.monotonic() - t0)
     return unary
 
 

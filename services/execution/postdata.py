@@ -6,6 +6,7 @@ import psycopg
 from dbmigrate.v1 import common_pb2
 from services.common.errors import DatabaseError
 from services.common.pg import connect, is_transient
+from services.common.pgdump import durable
 from services.execution.schema import Statement
 
 # An object that already exists was made by an earlier attempt: the statement counts as done.
@@ -26,8 +27,12 @@ def run_statements(target: common_pb2.Connection, preamble: str, statements: lis
     with connect(target, "target", autocommit=True, application_name="dbmigrate-post-data") as c:
         if preamble:
             c.execute(preamble)
-        c.execute("SET maintenance_work_mem = '256MB'")
-        return _run(c, statements, resuming)
+        # Each statement commits without waiting for its WAL flush; one durable commit at the end
+        # covers them all before the step is claimed.
+        c.execute("SET maintenance_work_mem = '256MB'; SET synchronous_commit = off")
+        ran = _run(c, statements, resuming)
+        durable(c)
+        return ran
 
 
 def _run(c: psycopg.Connection, statements: list[Statement], resuming: bool) -> int:
