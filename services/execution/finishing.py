@@ -11,8 +11,11 @@ tells it when each is done):
 - ANALYZE, once the builds are done (expression indexes have statistics of their own), beside the
   check; a small table is analyzed with others at the end instead (`analyzed` from the start);
 - a foreign key between two tables of the run is validated as soon as both are built and
-  analyzed, one key at a time (two keys on one table would wait for each other's lock), and before
-  either table is sealed (its exclusive lock would wait behind the validation);
+  analyzed, and before either table is sealed (its exclusive lock would wait behind the
+  validation). It is added NOT VALID, then validated (services.execution.tables): the validation
+  locks the referenced table only in ROW SHARE mode, so keys to one table are validated side by
+  side; two keys on one referencing table would wait for each other's lock, so those run one at a
+  time;
 - the seal (keys attached to their indexes, the constraints that lock the table, the table's step
   recorded) comes last, once the table is checked, analyzed and its keys are in.
 """
@@ -44,7 +47,7 @@ class Finishing:
     tables: dict[str, TableState] = field(default_factory=dict)
     _queued_keys: set = field(default_factory=set)
     _waiting_keys: list = field(default_factory=list)
-    _key_running: bool = False
+    _keys_running_on: set = field(default_factory=set)  # referencing tables of the keys being validated
 
     def keys_of(self, table: str) -> list[Hashable]:
         return [k for k, pair in self.keys.items() if table in pair]
@@ -76,13 +79,22 @@ class Finishing:
         items: list[Item] = []
         for table in set(self.keys[key]):
             self.tables[table].fks -= 1
-        if self._waiting_keys:
-            items.append(("fk", self._waiting_keys.pop(0)))
-        else:
-            self._key_running = False
+        self._keys_running_on.discard(self.keys[key][0])
+        waiting, self._waiting_keys = self._waiting_keys, []
+        for k in waiting:
+            items += self._start_key(k)
         for table in set(self.keys[key]):
             items += self._next(table)
         return items
+
+    def _start_key(self, key: Hashable) -> list[Item]:
+        """The key now, unless another key on its referencing table is being validated."""
+        referencing = self.keys[key][0]
+        if referencing in self._keys_running_on:
+            self._waiting_keys.append(key)
+            return []
+        self._keys_running_on.add(referencing)
+        return [("fk", key)]
 
     # ---- the rules ----
 
@@ -106,11 +118,7 @@ class Finishing:
             if key in self._queued_keys or not (self._ready_for_keys(a) and self._ready_for_keys(b)):
                 continue
             self._queued_keys.add(key)
-            if self._key_running:
-                self._waiting_keys.append(key)
-            else:
-                self._key_running = True
-                items.append(("fk", key))
+            items += self._start_key(key)
         if t.check == "done" and t.analyzed and t.fks == 0 and not t.seal_queued:
             t.seal_queued = True
             items.append(("seal", table))

@@ -74,7 +74,7 @@ _UNIQUE = re.compile(rf"^ALTER\s+TABLE\s+(?:ONLY\s+)?(?P<t>{_QNAME})\s+ADD\s+CON
                      r"(?:PRIMARY\s+KEY|UNIQUE)\b", re.S)
 
 
-_FOREIGN_KEY = re.compile(rf"^ALTER\s+TABLE\s+ONLY\s+(?P<t>{_QNAME})\s+ADD\s+CONSTRAINT\s+{_IDENT}\s+FOREIGN\s+KEY\s*"
+_FOREIGN_KEY = re.compile(rf"^ALTER\s+TABLE\s+ONLY\s+(?P<t>{_QNAME})\s+ADD\s+CONSTRAINT\s+(?P<c>{_IDENT})\s+FOREIGN\s+KEY\s*"
                           rf"\(\s*{_IDENT}(?:\s*,\s*{_IDENT})*\s*\)\s*REFERENCES\s+(?P<r>{_QNAME})", re.S)
 
 
@@ -83,6 +83,24 @@ def foreign_key_tables(st: Statement) -> tuple[tuple[str, str], tuple[str, str]]
     None for anything else (a partitioned table's key, which pg_dump writes without ONLY)."""
     m = _FOREIGN_KEY.match(st.sql) if st.type == "FK CONSTRAINT" else None
     return (split_qualified(m.group("t")), split_qualified(m.group("r"))) if m else None
+
+
+def split_validation(st: Statement) -> list[Statement]:
+    """A foreign key between plain tables as two statements: ADD CONSTRAINT ... NOT VALID (a moment's
+    lock, no scan) and VALIDATE CONSTRAINT, which scans under locks that let other keys to the same
+    table be validated at once (SHARE UPDATE EXCLUSIVE on the referencing table, ROW SHARE on the
+    referenced one); ADD CONSTRAINT alone holds SHARE ROW EXCLUSIVE on both for the whole scan. The
+    end is the same validated key. A key the source holds NOT VALID stays one statement, as it is."""
+    m = _FOREIGN_KEY.match(st.sql) if st.type == "FK CONSTRAINT" else None
+    lines = st.sql.strip().splitlines()
+    while lines and (not lines[-1].strip() or lines[-1].startswith("--")):  # the script's closing comment
+        lines.pop()
+    body = "\n".join(lines).strip()
+    if not m or not body.endswith(";") or re.search(r"\bNOT\s+VALID\s*;$", body):
+        return [st]
+    return [Statement(st.type, st.name, body[:-1].rstrip() + " NOT VALID;", st.table),
+            Statement(st.type, st.name, f"ALTER TABLE ONLY {m.group('t')} VALIDATE CONSTRAINT {m.group('c')};",
+                      st.table)]
 
 
 _UNIQUE_SQL = (Path(__file__).parent / "sql" / "unique_constraints.sql").read_text()

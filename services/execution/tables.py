@@ -23,7 +23,7 @@ from services.execution.conns import lock_timeout_sql, worker_connections
 from services.execution.finishing import Finishing, Item
 from services.execution.pool import CopyPool
 from services.execution.postdata import run_statements
-from services.execution.schema import Statement, foreign_key_tables, split_qualified
+from services.execution.schema import Statement, foreign_key_tables, split_qualified, split_validation
 from services.execution.units import Unit, parts_for, split
 from services.execution.verify import verify_by_stream, verify_table_on
 
@@ -259,7 +259,8 @@ class DataPhase:
 
     def validate_key(self, key: int) -> None:
         st, _, _ = self.early_fks[key]
-        run_statements(self.run.target, self.post.preamble, [st], resuming=self.run.resuming, conn=self.conns.target())
+        run_statements(self.run.target, self.post.preamble, split_validation(st), resuming=self.run.resuming,
+                       conn=self.conns.target())
         with self.lock:
             self.run.early_done.add(id(st))
             items = self.machine.key_done(key)

@@ -42,7 +42,7 @@ def test_a_small_table_without_builds_goes_straight_to_its_seal_once_checked():
     assert f.checked("s") == [("seal", "s")]
 
 
-def test_foreign_keys_wait_for_both_tables_run_one_at_a_time_and_before_the_seals():
+def test_foreign_keys_wait_for_both_tables_run_side_by_side_and_before_the_seals():
     f = Finishing(keys={"fk1": ("child", "parent"), "fk2": ("other", "parent")})
     order: list = []
     items = f.copied("parent", 1, check_first=True, analyzed=False)
@@ -54,6 +54,20 @@ def test_foreign_keys_wait_for_both_tables_run_one_at_a_time_and_before_the_seal
     run_all(f, items, order)
     fks = [i for i, x in enumerate(order) if x[0] == "fk"]
     assert [order[i][1] for i in fks] == ["fk1", "fk2"]
-    # One key at a time: the second is handed out only when the first is done.
     assert all(order.index(("seal", t)) > fks[-1] for t in ("parent", "child", "other"))
     assert sorted(x[1] for x in order if x[0] == "seal") == ["child", "other", "parent"]  # each sealed once
+
+
+def test_keys_to_one_table_run_together_keys_on_one_table_one_at_a_time():
+    f = Finishing(keys={"a": ("child", "parent"), "b": ("other", "parent"), "c": ("child", "other")})
+    handed = [i for t in ("parent", "child", "other") for i in f.copied(t, 0, check_first=True, analyzed=True)]
+    keys = [arg for kind, arg in handed if kind == "fk"]
+    assert keys == ["a", "b"]         # both keys to parent at once; c waits: child's key a runs
+    after_a = f.key_done("a")
+    assert ("fk", "c") in after_a     # child is free again
+    assert ("seal", "child") not in after_a and ("seal", "parent") not in after_a  # b and c still run
+    for t in ("parent", "child", "other"):
+        f.checked(t)
+    assert ("seal", "parent") in f.key_done("b")
+    last = f.key_done("c")
+    assert ("seal", "child") in last and ("seal", "other") in last
