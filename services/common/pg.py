@@ -61,7 +61,9 @@ def parse_url(url: str, what: str = "connection URL") -> common_pb2.Connection:
     try:
         conn.port = int(port)
     except ValueError:
-        raise InvalidInput(f"{what}: port {port!r} is not a number") from None
+        # Not echoed: in postgresql://user:PASSWORD with no @host after it, libpq reads the password as the port.
+        raise InvalidInput(f"{what}: the port is not a number; the form is postgresql://user:password@host:port/dbname "
+                           "(a password needs @host after it)") from None
     for key, value in parts.items():
         if key not in _KNOWN_KEYS and value is not None:
             conn.params[key] = str(value)

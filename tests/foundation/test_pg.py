@@ -44,3 +44,10 @@ def test_a_malformed_url_names_the_problem_without_repeating_what_may_be_a_passw
     message = str(err.value)
     assert "Secret-9" not in message and "malformed" in message
     assert "query parameter" in message or "IPv6" in message  # what to fix is still said
+
+
+def test_a_password_without_its_host_is_not_echoed_as_the_port():
+    with pytest.raises(InvalidInput) as err:
+        parse_url("postgresql://app:pw-Secret-9")  # libpq reads host "app", port "pw-Secret-9"
+    message = str(err.value)
+    assert "Secret-9" not in message and "port is not a number" in message and "@host" in message
