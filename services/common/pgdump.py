@@ -346,20 +346,26 @@ def server_version_num(c: psycopg.Connection) -> int:
 
 
 EXCLUDED_PER_PATTERN = 500  # table names one --exclude-table pattern carries (one argument stays < 128 KB)
+GROUPED_UP_TO = 4000        # tables in the database up to which the names go as alternatives of one pattern
 
 
 def exclude_args(all_tables: list[Table], kept: list[Table]) -> list[str]:
     """pg_dump arguments that leave out the tables the include/exclude patterns removed (exact names).
 
-    pg_dump looks each pattern up with a query of its own (1,800 patterns: 0.4 s more than the whole
-    dump), so the names of one schema go together as alternatives of one pattern: outside double
-    quotes a pattern's regular-expression characters keep their meaning (`(`, `|`, `)`), inside
-    them every character is literal, so "s".("a"|"b") is exactly the tables s.a and s.b."""
+    pg_dump looks each pattern up with a query of its own. A pattern of one name finds its table
+    through the index on pg_class's names (0.4 ms each here: 1,800 patterns cost 0.4 s more than the
+    whole dump of 2,000 tables); a pattern of many names as alternatives, "s".("a"|"b"), is matched
+    against every table of the database instead (93 ns a name and a table), so it wins only while the
+    database is small: at 2,000 tables 0.1 s for the 1,800 names, at 20,000 tables 37 s for 19,800
+    where one pattern each takes 8 s. Outside double quotes a pattern's regular-expression
+    characters keep their meaning (`(`, `|`, `)`), inside them every character is literal."""
     keep = {(t.schema, t.name) for t in kept}
+    left_out = [t for t in all_tables if (t.schema, t.name) not in keep]
+    if len(all_tables) > GROUPED_UP_TO:
+        return [f"--exclude-table={_quoted(t.schema)}.{_quoted(t.name)}" for t in left_out]
     by_schema: dict[str, list[str]] = {}
-    for t in all_tables:
-        if (t.schema, t.name) not in keep:
-            by_schema.setdefault(t.schema, []).append(t.name)
+    for t in left_out:
+        by_schema.setdefault(t.schema, []).append(t.name)
     out = []
     for schema, names in by_schema.items():
         for i in range(0, len(names), EXCLUDED_PER_PATTERN):

@@ -29,8 +29,12 @@ def test_excluded_tables_are_exactly_those_left_out(new_database, major, monkeyp
         every = list_tables(c)
     kept = [t for t in every if t.name in ("plain2", "a|b", "star*") or t.schema == "x|y" and t.name == "plain"]
     monkeypatch.setattr(pgdump, "EXCLUDED_PER_PATTERN", 4)  # several patterns per schema too
-    args = pgdump.exclude_args(every, kept)
-    assert len(args) == 9  # 10, 10 and 9 names left out in the three schemas, 4 a pattern
+    grouped = pgdump.exclude_args(every, kept)
+    assert len(grouped) == 9  # 10, 10 and 9 names left out in the three schemas, 4 a pattern
+    monkeypatch.setattr(pgdump, "GROUPED_UP_TO", 10)  # a large database: one pattern a name
+    single = pgdump.exclude_args(every, kept)
+    assert len(single) == 29
     tools = next(t for t in installed() if t.major == major)
-    script = pgdump.dump_section(parse_url(db.url), "pre-data", tools=tools, extra_args=args)
-    assert _created(script) == {t.qualified for t in kept}
+    for args in (grouped, single):
+        script = pgdump.dump_section(parse_url(db.url), "pre-data", tools=tools, extra_args=args)
+        assert _created(script) == {t.qualified for t in kept}
