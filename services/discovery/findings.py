@@ -10,7 +10,7 @@ import os
 from typing import Iterable
 
 from dbmigrate.v1 import common_pb2
-from services.common.catalog import DEFAULT_SPLIT_BYTES, matches, quote_ident
+from services.common.catalog import matches, quote_ident, split_threshold
 from services.common.roles import from_row
 from services.common.text import human_bytes
 from services.common.traffic import write_traffic
@@ -310,8 +310,8 @@ def _target_tables(out: _Findings, tables: list[dict], target_rows: dict, replac
 
 
 def _tables(out: _Findings, tables: list[dict], src: dict, options) -> None:
-    threshold = (options.split_threshold_bytes if options is not None and options.split_threshold_bytes > 0
-                 else DEFAULT_SPLIT_BYTES)
+    jobs = max(1, (options.jobs if options is not None else 0) or os.cpu_count() or 2)
+    threshold = split_threshold(options.split_threshold_bytes if options is not None else 0, jobs)
     unlogged, foreign, rls, no_stats = [], [], [], []
     for t in tables:
         name = qualified(t["schema"], t["name"])
@@ -333,8 +333,10 @@ def _tables(out: _Findings, tables: list[dict], src: dict, options) -> None:
         size = t.get("bytes", 0)
         if holds_rows and size > LARGE_TABLE_BYTES:
             out.add("LARGE_TABLE", MEDIUM, name,
-                    f"{name} is {human_bytes(size)} (about {t.get('row_estimate', 0):,} rows): it is copied in "
-                    "parts in parallel, and dominates the migration time and the target's disk and WAL",
+                    f"{name} is {human_bytes(size)} (about {t.get('row_estimate', 0):,} rows): it is copied "
+                    + ("in parts in parallel" if size > threshold else
+                       f"whole by one COPY stream (parts from {human_bytes(threshold)} with these jobs)")
+                    + ", and dominates the migration time and the target's disk and WAL",
                     "make sure the target has the disk space (table, indexes and WAL) and plan the time the "
                     "validation report estimates", capped=True)
         elif holds_rows and size > threshold:

@@ -14,7 +14,7 @@ import psycopg
 from psycopg import sql
 
 from dbmigrate.v1 import agents_pb2, common_pb2
-from services.common.catalog import DEFAULT_SPLIT_BYTES, Table
+from services.common.catalog import Table, split_threshold
 from services.common.copy import PSQL_BYTES
 from services.common.errors import DBMigrateError, DatabaseError, Unavailable
 from services.common.pg import is_transient
@@ -65,7 +65,7 @@ class DataPhase:
         """The tables this attempt still copies or finishes, with their units."""
         run = self.run
         planned = {(p.schema, p.name): p.parts for p in run.req.plan.tables}
-        threshold = run.opts.split_threshold_bytes or DEFAULT_SPLIT_BYTES
+        threshold = split_threshold(run.opts.split_threshold_bytes, run.jobs)
         out = []
         for t in tables:
             if t.qualified in run.verified and f"indexes:{t.qualified}" in run.steps_done:

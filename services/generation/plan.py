@@ -5,7 +5,7 @@ import heapq
 import os
 
 from dbmigrate.v1 import common_pb2
-from services.common.catalog import DEFAULT_SPLIT_BYTES, parts_for_size
+from services.common.catalog import parts_for_size, split_threshold
 
 STEPS = [
     ("pre-data", "Create schemas, types, functions, tables and views on the target from pg_dump --section=pre-data, "
@@ -48,7 +48,7 @@ def build_plan(discovery: common_pb2.DiscoveryReport, validation: common_pb2.Val
                options: common_pb2.MigrationOptions) -> tuple[common_pb2.MigrationPlan, list[str]]:
     """The plan and the notes that explain its estimates."""
     jobs = effective_jobs(options)
-    threshold = options.split_threshold_bytes or DEFAULT_SPLIT_BYTES
+    threshold = split_threshold(options.split_threshold_bytes, jobs)
     notes: list[str] = []
     tables = sorted(discovery.tables, key=lambda t: (-t.bytes, t.schema, t.name))
     # Greedy grouping: each unit goes to the least-loaded worker; a group is what one job copies.

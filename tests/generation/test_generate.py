@@ -83,6 +83,10 @@ def test_no_measured_throughput_is_said_not_hidden():
     assert "no throughput was measured" in r.summary.lower()
 
 
-def test_by_default_only_tables_over_a_gigabyte_are_split():
-    plan = generate(request(tables=[table("huge", 3000 * MB), table("big", 600 * MB)])).plan
+def test_by_default_only_tables_over_a_gigabyte_are_split_and_only_with_four_jobs():
+    tables = [table("huge", 3000 * MB), table("big", 600 * MB)]
+    plan = generate(request(tables=tables, jobs=4)).plan
     assert [(t.name, t.parts) for t in plan.tables] == [("huge", 3), ("big", 1)]
+    # On 2 jobs one stream keeps both cores busy: whole (COPY FREEZE) up to 32 GB, then parts
+    plan = generate(request(tables=tables + [table("vast", 40 * 1024 * MB)], jobs=2)).plan
+    assert [(t.name, t.parts) for t in plan.tables] == [("vast", 2), ("huge", 1), ("big", 1)]
