@@ -289,12 +289,15 @@ class DataPhase:
         self._send_held(held)
 
     def _send_held(self, held: agents_pb2.TableVerified) -> None:
-        """A small table's copy, proof and seal in one event; a copy alone (the table proven in an
-        earlier attempt) goes as its own event."""
+        """A small table's copy, proof and seal in one event; without a proof of this attempt (the
+        table proven in an earlier one) its copy and seal go as events of their own."""
         if held.HasField("result"):
             self.run.emit(agents_pb2.ExecutionEvent(table_verified=held))
-        elif held.HasField("copied"):
+            return
+        if held.HasField("copied"):
             self.run.emit(agents_pb2.ExecutionEvent(table_copied=held.copied))
+        if held.HasField("sealed"):
+            self.run.emit(agents_pb2.ExecutionEvent(step_completed=held.sealed))
 
 
 def _as_error(err: BaseException) -> BaseException:
