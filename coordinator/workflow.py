@@ -628,8 +628,9 @@ class Engine:
                                             attempt=attempt)
             # Group commit: what the agent sent while the last append was being written, or in the
             # APPEND_LINGER after a burst's first event, goes into the log in one transaction (one
-            # fsync), so 6,000 events of 2,000 small tables cost tens of appends, not thousands. An event lost with a crash here was not acted on: the agent
-            # redoes what it said (every unit is idempotent).
+            # fsync), so the events of 2,000 small tables cost tens of appends, not thousands. An
+            # event lost with a crash here was not acted on: the agent redoes what it said (every
+            # unit is idempotent).
             stream = self.agents.execution.Execute(req)
             arrived: asyncio.Queue = asyncio.Queue()
 

@@ -70,9 +70,7 @@ def _copied(p):
 def _verified(p):
     r = p.result
     if p.HasField("copied"):  # a small table's copy, proof and seal in one event
-        c = p.copied
-        return Line("info", "execution", f"copied {r.table}: {r.target_rows:,} rows, {human_bytes(c.bytes)}"
-                    + (f" ({c.copy_format})" if c.copy_format else "") + ", verified: checksum equal")
+        return Line("info", "execution", _copied(p.copied).text + ", verified: checksum equal")
     return Line("info", "execution", f"verified {r.table}: {r.target_rows:,} rows, checksum equal")
 
 

@@ -13,11 +13,13 @@ import ctypes
 import ctypes.util
 import gc
 import logging
+import time
 
 log = logging.getLogger(__name__)
 
 LONG_CALL = 0.2  # seconds: a shorter call leaves little behind and may come many times a second
 RELEASE_DELAY = 0.05  # seconds after the call, so that its answer goes out first
+MIN_INTERVAL = 5.0  # seconds between two releases: a collection of a large heap holds the event loop
 
 
 def _trim():
@@ -31,7 +33,12 @@ def _trim():
 _MALLOC_TRIM = _trim()
 
 
+_last = 0.0
+
+
 def release() -> None:
+    global _last
+    _last = time.monotonic()
     gc.collect()
     if _MALLOC_TRIM is not None:
         _MALLOC_TRIM(0)
@@ -39,8 +46,8 @@ def release() -> None:
 
 def after_call(seconds: float) -> None:
     """From a call's handler as it ends: a long call's leftovers are released once its answer is out."""
-    if seconds <= LONG_CALL:
-        return
+    if seconds <= LONG_CALL or time.monotonic() - _last < MIN_INTERVAL:
+        return  # short, or just released (a watcher asking for a large migration every second)
     try:
         asyncio.get_running_loop().call_later(RELEASE_DELAY, release)
     except RuntimeError:  # no event loop (a call run in a thread): now

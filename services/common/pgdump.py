@@ -142,7 +142,10 @@ def blocks(script: str) -> tuple[str, list[tuple[str, str, str]]]:
     for i, h in enumerate(heads):
         end = heads[i + 1].start() if i + 1 < len(heads) else len(script)
         body = script[h.end(): end]
-        body = "\n".join(ln for ln in body.splitlines() if not _META.match(ln)).strip()
+        lines = [ln for ln in body.splitlines() if not _META.match(ln)]
+        while lines and (not lines[-1].strip() or lines[-1].startswith("--")):  # the script's closing comment
+            lines.pop()
+        body = "\n".join(lines).strip()
         if body:
             out.append((h.group("type"), h.group("name"), body))
     return preamble, out

@@ -310,8 +310,7 @@ def _target_tables(out: _Findings, tables: list[dict], target_rows: dict, replac
 
 
 def _tables(out: _Findings, tables: list[dict], src: dict, options) -> None:
-    jobs = max(1, (options.jobs if options is not None else 0) or os.cpu_count() or 2)
-    threshold = split_threshold(options.split_threshold_bytes if options is not None else 0, jobs)
+    threshold = split_threshold(options.split_threshold_bytes if options is not None else 0, _jobs(options))
     unlogged, foreign, rls, no_stats = [], [], [], []
     for t in tables:
         name = qualified(t["schema"], t["name"])

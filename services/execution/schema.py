@@ -92,10 +92,7 @@ def split_validation(st: Statement) -> list[Statement]:
     referenced one); ADD CONSTRAINT alone holds SHARE ROW EXCLUSIVE on both for the whole scan. The
     end is the same validated key. A key the source holds NOT VALID stays one statement, as it is."""
     m = _FOREIGN_KEY.match(st.sql) if st.type == "FK CONSTRAINT" else None
-    lines = st.sql.strip().splitlines()
-    while lines and (not lines[-1].strip() or lines[-1].startswith("--")):  # the script's closing comment
-        lines.pop()
-    body = "\n".join(lines).strip()
+    body = st.sql.strip()
     if not m or not body.endswith(";") or re.search(r"\bNOT\s+VALID\s*;$", body):
         return [st]
     return [Statement(st.type, st.name, body[:-1].rstrip() + " NOT VALID;", st.table),
