@@ -3,29 +3,16 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import sys
 from pathlib import Path
 from typing import Iterator
 
 from google.protobuf.message import DecodeError
 
-
-def _import_database():
-    """sqlite_utils.Database, without the pandas and numpy that sqlite-utils imports when they are
-    installed (h2ogpte brings them) only to map their column types. The log stores bytes and
-    numbers; keeping them out saves the coordinator about 48 MB and 0.4 s at every start."""
-    blocked = [name for name in ("pandas", "numpy") if name not in sys.modules]
-    for name in blocked:
-        sys.modules[name] = None  # `import` of a None entry raises ImportError: sqlite-utils goes without
-    try:
-        from sqlite_utils import Database
-    finally:
-        for name in blocked:
-            sys.modules.pop(name, None)  # anyone else may still import them
-    return Database
+from services.common.memory import import_without
 
 
-Database = _import_database()
+# The log stores bytes and numbers: sqlite-utils goes without the pandas and numpy it would import.
+Database = import_without("sqlite_utils", ("pandas", "numpy")).Database
 
 from dbmigrate.v1 import events_pb2
 from services.common.errors import ConcurrencyConflict, ConfigError, DBMigrateError

@@ -3,9 +3,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 
-import nats
+from services.common.memory import import_without
+
+# nats-py's websocket transport needs aiohttp; a nats:// or tls:// server does not.
+_WEBSOCKET = any(u.strip().lower().startswith(("ws://", "wss://"))
+                 for u in os.environ.get("DBMIGRATE_NATS_URL", "").split(","))
+nats = import_without("nats", () if _WEBSOCKET else ("aiohttp",))
 from nats.errors import Error as NatsError
 from nats.js.api import StreamConfig
 from nats.js.errors import NotFoundError

@@ -52,3 +52,25 @@ def after_call(seconds: float) -> None:
         asyncio.get_running_loop().call_later(RELEASE_DELAY, release)
     except RuntimeError:  # no event loop (a call run in a thread): now
         release()
+
+
+def import_without(module: str, optional: tuple[str, ...]):
+    """`module`, imported while the optional packages it would pick up are hidden from it.
+
+    Some libraries import large extras whenever they are installed, only to offer features this
+    project does not use: sqlite-utils takes pandas and numpy (h2ogpte brings them; 48 MB and 0.4 s
+    at every start of the coordinator) to map their column types, nats-py takes aiohttp (10 MB) for
+    its websocket transport. A None entry in sys.modules makes their `import` raise ImportError, so
+    the library goes without; the entries are removed again, for anyone else who imports them.
+    """
+    import importlib
+    import sys
+
+    hidden = [name for name in optional if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None
+    try:
+        return importlib.import_module(module)
+    finally:
+        for name in hidden:
+            sys.modules.pop(name, None)

@@ -52,3 +52,16 @@ def test_an_event_over_max_payload_goes_out_slim_and_the_next_events_follow(tmp_
     assert "max_payload" in msgs[1].headers["Dbmigrate-Truncated"]
     assert slim.execution_finished.report.summary == "30000 tables copied" and not slim.execution_finished.report.tables
     assert slim.version == 2 and slim.workflow_id == wid
+
+
+def test_the_coordinator_imports_no_extras_it_does_not_use_unless_a_websocket_server_is_named():
+    """pandas and numpy (sqlite-utils' column types) and aiohttp (nats-py's websocket transport) are
+    installed here (h2ogpte brings them) but would cost the coordinator about 55 MB at every start."""
+    import os
+    import subprocess
+    import sys
+    probe = "import sys, coordinator.__main__; print(sorted(m for m in ('pandas', 'numpy', 'aiohttp') if m in sys.modules))"
+    for url, expected in (("nats://news.example:4222", "[]"), ("wss://news.example:443", "['aiohttp']")):
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                             env={**os.environ, "DBMIGRATE_NATS_URL": url}).stdout.strip()
+        assert out == expected, (url, out)
