@@ -235,7 +235,7 @@ def test_migrate_follows_on_across_a_coordinator_restart_without_missing_or_repe
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:  # until the copy is under way
                 ms = stub.ListMigrations(C.ListMigrationsRequest(), timeout=5).migrations
-                if ms and ms[0].phase == E.EXECUTING and sum(t.status == "verified" for t in ms[0].tables) >= 3:
+                if ms and ms[0].phase == E.EXECUTING and ms[0].progress.tables_verified >= 3:
                     break
                 time.sleep(0.1)
         stack.restart("coordinator")

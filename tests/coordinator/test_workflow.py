@@ -28,6 +28,9 @@ def test_happy_path_waits_for_approval_then_completes_and_publishes_every_event(
     stub.Approve(C.ApproveRequest(id=m.id, comment="looks good"), timeout=10)
     m = wait_phase(stub, m.id, "COMPLETED")
     assert [t.status for t in m.tables] == ["verified"] * 5
+    # The list sums the tables (a history of large migrations stays small); GetMigration has each one.
+    listed = next(x for x in stub.ListMigrations(C.ListMigrationsRequest(), timeout=10).migrations if x.id == m.id)
+    assert not listed.tables and listed.progress.tables_verified == 5 and listed.progress.percent == 100
     report = stub.GetReport(C.GetReportRequest(id=m.id), timeout=10)
     assert report.execution.rows == 50 and report.verification.equal and report.discovery.summary == "5 tables"
     events = logged_events(stack, m.id)
