@@ -51,6 +51,9 @@ def release_pending(wf: Workflow) -> bool:
 def progress(wf: Workflow) -> coordinator_pb2.Progress:
     """The tables' progress summed; a finished table counts whole, whatever its estimate said."""
     out = coordinator_pb2.Progress()
+    if wf.compacted:  # summed when it settled
+        out.ParseFromString(wf.summary)
+        return out
     parts = 0.0
     for t in wf.tables.values():
         out.rows += t.rows

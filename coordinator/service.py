@@ -24,14 +24,17 @@ def _require_id(wid: str) -> str:
 
 
 def to_migration(wf: Workflow, engine: Engine, tables: bool = True) -> coordinator_pb2.Migration:
-    """The migration as clients show it; without its per-table rows for a list (its progress sums them)."""
+    """The migration as clients show it; for a list without its per-table rows and steps (its
+    progress sums them), which a compacted state (a settled migration) no longer holds."""
+    if tables and wf.compacted:
+        raise ValueError(f"migration {wf.id}: its compacted state has no tables; Engine.get() replays it whole")
     c = wf.creation
     m = coordinator_pb2.Migration(
         id=wf.id, name=wf.name, phase=wf.phase, source=c.source, target=c.target, options=c.options,
         advisor=c.advisor.kind or common_pb2.RULES, risk=wf.risk, recommendation=wf.recommendation, error=wf.error,
         version=wf.version, last_seq=wf.last_seq, approval_comment=wf.approval_comment, deny_reason=wf.deny_reason,
         secrets_missing=engine.secrets_missing(wf), source_url=display_url(c.source), target_url=display_url(c.target),
-        steps_done=sorted(wf.steps_done), rollback_pending=wf.rollback_pending)
+        steps_done=sorted(s for s in wf.steps_done if tables or ":" not in s), rollback_pending=wf.rollback_pending)
     rules.fill(m, wf, m.secrets_missing)
     m.created_at.FromMicroseconds(wf.created_at)
     m.updated_at.FromMicroseconds(wf.updated_at)

@@ -91,6 +91,10 @@ class Workflow:
     released: bool = False
     release_detail: str = ""
     source_moved: tuple[str, ...] = ()  # offline: what the source changed after the snapshot (final verification)
+    # A settled migration kept small in memory (compact()): no per-table state and no reports, its
+    # tables' progress summed (Progress, serialized). Its whole state is replayed from the log on request.
+    compacted: bool = False
+    summary: bytes = b""
 
     @property
     def creation(self) -> events_pb2.MigrationCreated:
@@ -125,6 +129,16 @@ class Workflow:
 
     def table_list(self) -> list[TableState]:
         return [self.tables[name] for name in self.table_order]
+
+
+def compact(wf: Workflow, summary: bytes) -> Workflow:
+    """`wf` without what grows with its tables (per-table state, per-table steps, the reports): what
+    a list of migrations shows, and what the rules need to say that nothing is left to do. A
+    migration of 2,000 tables takes 3 MB in full, 20,000 tables 30 MB; kept whole, every finished
+    one would stay in the coordinator's memory for as long as it runs."""
+    return replace(wf, compacted=True, summary=summary, tables=_EMPTY, table_order=(), units_done=_EMPTY,
+                   tables_verified=_EMPTY, steps_done=Map({s: True for s in wf.steps_done if ":" not in s}),
+                   discovery=b"", validation=b"", generation=b"", execution=b"", verification=b"")
 
 
 def replace(obj, **changes):
@@ -411,6 +425,8 @@ def apply(state: Workflow | None, ev: events_pb2.WorkflowEvent) -> Workflow:
                         name=c.name, created=c.SerializeToString())
     if state is None:
         raise OutOfOrderEvent(f"workflow {ev.workflow_id}: {kind} before migration_created")
+    if state.compacted:
+        raise ValueError(f"workflow {ev.workflow_id}: an event applied to its compacted state (replay it whole first)")
     if ev.version != state.version + 1:
         raise OutOfOrderEvent(f"workflow {ev.workflow_id}: version {ev.version} after {state.version}")
     mutator = MUTATORS.get(kind)

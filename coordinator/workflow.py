@@ -13,7 +13,7 @@ import grpc
 from coordinator import rules
 from coordinator.eventlog import EventLog
 from coordinator.secrets import SecretStore
-from coordinator.state import END_PHASES, P, Workflow, apply, checkpoint, replay
+from coordinator.state import END_PHASES, P, Workflow, apply, checkpoint, compact, replay
 from dbmigrate.v1 import agents_pb2, agents_pb2_grpc, common_pb2, events_pb2
 from services.common import memory, metrics, replication
 from services.common.channels import aio_channel
@@ -33,6 +33,7 @@ DEADLINES = {"discover": 300, "validate": 1800, "generate": 300, "prepare": 300,
 # coordinator from lagging behind the copy (2,000 small tables: 6,000 events in about 4 s).
 APPEND_LINGER = 0.02         # seconds
 RECENT_EVENTS = 2000         # events kept in memory for live watchers
+FULL_KEPT = 2                # settled migrations kept whole in memory (the newest ended or read)
 SYNC_POLL_SECONDS = 1.0      # how often the stream's state is sampled while SYNCING
 SYNC_EVENT_SECONDS = 2.0     # a SyncProgress event at most this often while changes flow...
 SYNC_IDLE_EVENT_SECONDS = 60.0  # ...and this often while nothing changes
@@ -121,7 +122,8 @@ class Engine:
         self.agents = agents
         self.transport_retry_seconds = transport_retry_seconds
         self.database_retry_seconds = database_retry_seconds
-        self.states: dict[str, Workflow] = {}
+        self.states: dict[str, Workflow] = {}  # a settled migration's compacted (state.compact)
+        self._full: collections.OrderedDict[str, Workflow] = collections.OrderedDict()  # FULL_KEPT of them whole
         self._tasks: dict[str, asyncio.Task] = {}
         self._new = asyncio.Event()
         self.listeners: list[Callable[[], None]] = []
@@ -143,7 +145,24 @@ class Engine:
                 yield ev
 
         self.states = replay(counted())
+        self._full.clear()
+        for wf in sorted(self.states.values(), key=lambda w: w.updated_at):  # the newest stay whole
+            self._settle(wf)
+        memory.release()
         return count
+
+    def _settle(self, wf: Workflow) -> None:
+        """A migration with nothing left to do is kept compacted, and whole among the FULL_KEPT newest."""
+        if wf.phase not in END_PHASES or not rules.settled(wf) or next_action(wf) is not None:
+            return
+        self._keep_whole(wf)
+        self.states[wf.id] = compact(wf, rules.progress(wf).SerializeToString())
+
+    def _keep_whole(self, wf: Workflow) -> None:
+        self._full[wf.id] = wf
+        self._full.move_to_end(wf.id)
+        while len(self._full) > FULL_KEPT:
+            self._full.popitem(last=False)
 
     def resume_all(self) -> list[str]:
         """Drives on every workflow whose events say it was in a running phase."""
@@ -155,18 +174,27 @@ class Engine:
         return resumed
 
     def get(self, wid: str) -> Workflow:
+        """The whole state of `wid`: a compacted one (settled, not among the FULL_KEPT) replayed from the log."""
         wf = self.states.get(wid)
         if wf is None:
             raise NotFound(f"migration {wid!r} not found; `dbmigrate list` shows the known ones")
-        return wf
+        if not wf.compacted:
+            return wf
+        full = self._full.get(wid)
+        if full is None or full.version != wf.version:
+            full = replay(self.log.read(workflow_id=wid))[wid]
+        self._keep_whole(full)
+        return full
 
     def append(self, wid: str, *events: events_pb2.WorkflowEvent) -> Workflow:
-        wf = self.states.get(wid)
+        wf = self.get(wid) if wid in self.states else None
         appended = self.log.append(wid, wf.version if wf else 0, list(events))
         for ev in appended:
             wf = apply(wf, ev)
             metrics.event_appended(ev.WhichOneof("payload"))
         self.states[wid] = wf
+        self._full.pop(wid, None)
+        self._settle(wf)
         self._recent.extend(appended)
         waiter, self._new = self._new, asyncio.Event()
         waiter.set()

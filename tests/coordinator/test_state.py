@@ -108,3 +108,44 @@ def test_replay_from_the_sqlite_log_equals_the_live_fold(tmp_path):
         [stored] = log.append("wf-a", live.version if live else 0, [e])
         live = apply(live, stored)
     assert replay(log.iter_all())["wf-a"] == live
+
+
+def test_settled_migrations_are_kept_compacted_and_replayed_whole_on_request(tmp_path):
+    """A coordinator that runs for months holds every finished migration small: per-table state and
+    reports leave memory when it settles (the FULL_KEPT newest stay whole), the list shows its summed
+    progress, and a request for it, or a command such as a rollback, gets the whole state from the log."""
+    import asyncio
+    from coordinator import workflow
+    from coordinator.secrets import SecretStore
+    from coordinator.service import to_migration
+
+    log = EventLog(tmp_path / "e.db")
+    engine = workflow.Engine(log, SecretStore(tmp_path / "s.json"), agents=None)
+
+    async def run():
+        for wid in ("w1", "w2", "w3"):
+            for e in happy_path(wid):
+                e.ClearField("seq")
+                engine.append(wid, e)
+    asyncio.run(run())
+    expected = replay(log.iter_all())
+    w1 = engine.states["w1"]
+    assert all(engine.states[w].compacted for w in ("w1", "w2", "w3")) and not w1.tables and not w1.execution
+    assert list(engine._full) == ["w2", "w3"] and workflow.FULL_KEPT == 2  # the newest, whole
+    assert engine.get("w1") == expected["w1"] and engine.get("w1").table("public.t").status == "verified"
+    listed = to_migration(w1, engine, tables=False)
+    assert listed == to_migration(expected["w1"], engine, tables=False)
+    assert listed.progress.tables_verified == 1 and listed.progress.percent == 100 and not listed.tables
+    with pytest.raises(ValueError):
+        to_migration(w1, engine)  # the whole migration only from Engine.get
+
+    # After a restart the same: replayed whole, then compacted.
+    again = workflow.Engine(log, SecretStore(tmp_path / "s.json"), agents=None)
+    again.load()
+    assert again.states["w1"].compacted and again.get("w1") == expected["w1"]
+
+    async def rollback():
+        engine.append("w1", E.WorkflowEvent(rollback_requested=E.RollbackRequested(reason="undo")))
+    asyncio.run(rollback())
+    w1 = engine.states["w1"]
+    assert not w1.compacted and E.Phase.Name(w1.phase) == "ROLLING_BACK" and w1.table("public.t").rows == 10
