@@ -242,9 +242,11 @@ def _report(coord: Coordinator, wid: str, agent: str = "") -> C.Report:
 def _completed_and_verified(coord: Coordinator, m: C.Migration) -> tuple[bool, C.Report | None]:
     if m.phase != events_pb2.COMPLETED:
         return False, None
-    report = _report(coord, m.id)
+    # Only the report it reads: all of them are 1.7 MB for 2,000 tables (the discovery's 0.7 MB).
+    report = _report(coord, m.id, "verification")
     if report.HasField("verification"):
         return report.verification.equal, report
+    report = _report(coord, m.id, "execution")
     return bool(m.options.skip_final_verify and report.execution.verified), report
 
 
