@@ -96,7 +96,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
 
     async def WatchEvents(self, request, context):
         if request.workflow_id:
-            self.engine.get(_require_id(request.workflow_id))
+            self.engine.require(_require_id(request.workflow_id))  # known (no replay of a settled one)
         if request.from_seq < 0:
             raise InvalidInput("from_seq must not be negative")
         async for ev in self.engine.watch(request.workflow_id, request.from_seq, request.follow):

@@ -173,11 +173,16 @@ class Engine:
             self.ensure_driving(wid)
         return resumed
 
-    def get(self, wid: str) -> Workflow:
-        """The whole state of `wid`: a compacted one (settled, not among the FULL_KEPT) replayed from the log."""
+    def require(self, wid: str) -> Workflow:
+        """The state of `wid` as kept (compacted when settled), or NotFound."""
         wf = self.states.get(wid)
         if wf is None:
             raise NotFound(f"migration {wid!r} not found; `dbmigrate list` shows the known ones")
+        return wf
+
+    def get(self, wid: str) -> Workflow:
+        """The whole state of `wid`: a compacted one (settled, not among the FULL_KEPT) replayed from the log."""
+        wf = self.require(wid)
         if not wf.compacted:
             return wf
         full = self._full.get(wid)
@@ -401,7 +406,7 @@ class Engine:
     async def _drive(self, wid: str) -> None:
         workflow_id_var.set(wid)
         while True:
-            wf = self.states[wid]
+            wf = self.get(wid)
             action = next_action(wf)
             if action is None:
                 if wf.phase in END_PHASES:
@@ -417,7 +422,7 @@ class Engine:
             except Exception as err:  # a bug here must not leave the workflow silently stuck
                 error_id = uuid.uuid4().hex[:12]
                 log.exception("coordinator error while doing %s (error id %s)", action, error_id)
-                self._fail(self.states[wid], f"internal coordinator error during {action} (error id {error_id}); "
+                self._fail(self.get(wid), f"internal coordinator error during {action} (error id {error_id}); "
                                              f"see the coordinator log: {redact(str(err))[:200]}")
                 return
 
@@ -454,12 +459,12 @@ class Engine:
         attempt = 0
         while True:
             attempt += 1
-            wf = self.states[wid]
+            wf = self.get(wid)
             try:
                 with metrics.agent_call(agent, fn.__qualname__.split(".")[1].removeprefix("_do_")):
                     return True, await fn(wf)
             except (grpc.aio.AioRpcError, _RetryLater) as err:
-                wf = self.states[wid]
+                wf = self.get(wid)
                 retry, message = self._classify(err, wf, attempt, time.monotonic() - started)
                 if not retry:
                     (on_error or self._fail)(wf, f"{agent} agent: {message}")
@@ -530,7 +535,7 @@ class Engine:
                 last_event = now
             last = status
             if status.wal_status == "lost":
-                self._fail(self.states[wf.id], "; ".join(status.problems) or "the replication slot was lost")
+                self._fail(self.get(wf.id), "; ".join(status.problems) or "the replication slot was lost")
                 return
             await asyncio.sleep(SYNC_POLL_SECONDS)
 
@@ -574,7 +579,7 @@ class Engine:
             return
         if after.applied_lsn != before.applied_lsn or dict(after.sequences) != dict(before.sequences):
             moved = [k for k in after.sequences if after.sequences[k] != before.sequences.get(k)]
-            self._refuse(self.states[wf.id], "writes arrived on the source during the cutover (the target applied "
+            self._refuse(self.get(wf.id), "writes arrived on the source during the cutover (the target applied "
                          f"source commits up to {after.applied_lsn}, after {before.applied_lsn}"
                          + (f"; sequences moved: {', '.join(moved[:5])}" if moved else "") +
                          "); nothing is lost, the stream goes on. Stop the application's writes, then run cutover again")
@@ -720,7 +725,7 @@ class Engine:
     async def _do_rollback(self, wf: Workflow) -> None:
         if rules.release_pending(wf):
             await self._do_release(wf)  # the stream stops before its target tables go
-            wf = self.states[wf.id]
+            wf = self.get(wf.id)
             if not wf.released:
                 return
         if not wf.baseline_recorded:
