@@ -4,7 +4,7 @@ from __future__ import annotations
 import grpc
 
 from coordinator import rules
-from coordinator.state import Workflow
+from coordinator.state import Workflow, table_step
 from coordinator.workflow import DEADLINES, Engine
 from dbmigrate.v1 import agents_pb2, common_pb2, coordinator_pb2, coordinator_pb2_grpc
 from services.common.errors import InvalidInput
@@ -34,7 +34,8 @@ def to_migration(wf: Workflow, engine: Engine, tables: bool = True) -> coordinat
         advisor=c.advisor.kind or common_pb2.RULES, risk=wf.risk, recommendation=wf.recommendation, error=wf.error,
         version=wf.version, last_seq=wf.last_seq, approval_comment=wf.approval_comment, deny_reason=wf.deny_reason,
         secrets_missing=engine.secrets_missing(wf), source_url=display_url(c.source), target_url=display_url(c.target),
-        steps_done=sorted(s for s in wf.steps_done if tables or ":" not in s), rollback_pending=wf.rollback_pending)
+        steps_done=sorted(s for s in wf.steps_done if tables or not table_step(s)),
+        rollback_pending=wf.rollback_pending)
     rules.fill(m, wf, m.secrets_missing)
     m.created_at.FromMicroseconds(wf.created_at)
     m.updated_at.FromMicroseconds(wf.updated_at)

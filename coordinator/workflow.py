@@ -185,9 +185,7 @@ class Engine:
         wf = self.require(wid)
         if not wf.compacted:
             return wf
-        full = self._full.get(wid)
-        if full is None or full.version != wf.version:
-            full = replay(self.log.read(workflow_id=wid))[wid]
+        full = self._full.get(wid) or replay(self.log.read(workflow_id=wid))[wid]  # append() keeps _full current
         self._keep_whole(full)
         return full
 
