@@ -63,10 +63,21 @@ def _plain(value):
     return str(value)
 
 
-def _rows(cur: psycopg.Cursor, name: str) -> list[dict]:
+# Where a server of this version or newer has a catalog column that a query reads in a form every
+# version answers: the direct form. to_jsonb of every pg_attribute row took 0.58 s for 6,000 columns
+# (2,000 tables), reading attcompression 0.02 s.
+_DIRECT = {"special_columns": (140000, "coalesce(to_jsonb(a) ->> 'attcompression', '')", "a.attcompression::text")}
+
+
+def _rows(cur: psycopg.Cursor, name: str, version_num: int = 0) -> list[dict]:
     if name == "roles_needed":  # a query plus a look at regrole values (services/common/roles.py)
         return [{k: _plain(v) for k, v in row.items()} for row in needed_rows(cur.connection)]
-    cur.execute(_sql(name), {"prefix": PREFIX} if name in _PREFIXED else None)
+    query = _sql(name)
+    if name in _DIRECT and version_num >= _DIRECT[name][0]:
+        _, portable, direct = _DIRECT[name]
+        assert portable in query, f"{name}.sql no longer reads {portable}"
+        query = query.replace(portable, direct)
+    cur.execute(query, {"prefix": PREFIX} if name in _PREFIXED else None)
     return [{k: _plain(v) for k, v in row.items()} for row in cur.fetchall()]
 
 
@@ -119,8 +130,9 @@ def inventory(conn: psycopg.Connection, *, sample_seconds: float | None = None, 
             cur.execute("SET LOCAL jit = off")
             first = _activity(cur)
             inv: dict = {"server": _rows(cur, "server")[0]}
+            version_num = int(inv["server"].get("version_num") or 0)
             for kind in LIST_KINDS:
-                inv[kind] = _rows(cur, kind)
+                inv[kind] = _rows(cur, kind, version_num)
             inv["large_objects"] = _rows(cur, "large_objects")[0]
             inv["features"] = _features(cur)
             if online:

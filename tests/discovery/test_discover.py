@@ -124,6 +124,21 @@ def test_inventory_skips_system_and_extension_objects(new_database):
     assert not any(s["name"] in ("pg_catalog", "information_schema", "pg_toast") for s in inv["schemas"])
 
 
+def test_special_columns_read_directly_on_14_and_newer_agree_with_the_portable_form(new_database):
+    db = new_database("dspecial")
+    db.execute("CREATE DOMAIN doc AS xml")
+    db.execute("CREATE TABLE packed (id int PRIMARY KEY, body text COMPRESSION lz4, plain text, page xml, "
+               "pages doc[], dropped text COMPRESSION lz4)")
+    db.execute("ALTER TABLE packed DROP COLUMN dropped")
+    with db.connect() as c, c.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        version = c.info.server_version
+        direct = inventory_mod._rows(cur, "special_columns", version)
+        portable = inventory_mod._rows(cur, "special_columns", 0)
+    assert version >= 140000
+    assert direct == portable
+    assert [(r["name"], r["needs"]) for r in direct] == [("body", "lz4"), ("page", "xml"), ("pages", "xml")]
+
+
 # ---- discover() end to end ----
 
 @pytest.fixture
