@@ -123,26 +123,15 @@ class Sampler:
                 f"finding{'s' if len(blockers) > 1 else ''} ({names}) that the migration must not go past."))
         with connect(self.req.target, "target", autocommit=True, application_name="dbmigrate-validation") as admin:
             drop_scratch(admin, self.scratch.dbname)  # left by an interrupted run of the same workflow
-            exporter = connect(self.req.source, "source", application_name="dbmigrate-validation")
-            try:
-                exporter.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-                snapshot = exporter.execute("SELECT pg_export_snapshot()").fetchone()[0]
-                self.tools = pgtools.for_source(server_version_num(exporter))
-                self.flags = dump_flags(self.opts)
-                self.roles_to_create = {r.name for r in to_create(needed_roles(exporter), role_names(admin), self.opts)}
-                if self.roles_to_create:
-                    # --create-roles makes them only once approved: the sample's schema goes without
-                    # owners and privileges (the migration carries them).
-                    self.flags = {"owners": False, "privileges": False}
-                all_tables = list_tables(exporter)
-                tables = select_tables(all_tables, list(self.opts.include), list(self.opts.exclude))
-                create_scratch(admin, self.scratch.dbname, "the sample test migration")
+            # CREATE DATABASE (0.4 s in the 2,000-table bench) on a session of its own, while the source's
+            # catalog is read.
+            with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="scratch") as pool:
+                made = pool.submit(self._create_scratch)
                 try:
-                    report = self._validate(snapshot, all_tables, tables)
+                    report = self._in_snapshot(admin, made)
                 finally:
+                    concurrent.futures.wait([made])
                     drop_scratch(admin, self.scratch.dbname)
-            finally:
-                exporter.close()
         report.scratch_database = f"database {self.scratch.dbname} on the target server (dropped)"
         traffic = self._write_traffic()
         if traffic is not None:
@@ -150,6 +139,29 @@ class Sampler:
         log.info("validation of %d tables in %.1fs: %s", len(report.tables), time.monotonic() - t_start,
                  "passed" if report.passed else "FAILED")
         return report
+
+    def _create_scratch(self) -> None:
+        with connect(self.req.target, "target", autocommit=True, application_name="dbmigrate-validation") as c:
+            create_scratch(c, self.scratch.dbname, "the sample test migration")
+
+    def _in_snapshot(self, admin: psycopg.Connection, made: concurrent.futures.Future) -> common_pb2.ValidationReport:
+        exporter = connect(self.req.source, "source", application_name="dbmigrate-validation")
+        try:
+            exporter.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            snapshot = exporter.execute("SELECT pg_export_snapshot()").fetchone()[0]
+            self.tools = pgtools.for_source(server_version_num(exporter))
+            self.flags = dump_flags(self.opts)
+            self.roles_to_create = {r.name for r in to_create(needed_roles(exporter), role_names(admin), self.opts)}
+            if self.roles_to_create:
+                # --create-roles makes them only once approved: the sample's schema goes without
+                # owners and privileges (the migration carries them).
+                self.flags = {"owners": False, "privileges": False}
+            all_tables = list_tables(exporter)
+            tables = select_tables(all_tables, list(self.opts.include), list(self.opts.exclude))
+            made.result()
+            return self._validate(snapshot, all_tables, tables)
+        finally:
+            exporter.close()
 
     def _validate(self, snapshot: str, all_tables: list[Table], tables: list[Table]) -> common_pb2.ValidationReport:
         findings: list[common_pb2.Finding] = []
