@@ -124,19 +124,32 @@ def test_inventory_skips_system_and_extension_objects(new_database):
     assert not any(s["name"] in ("pg_catalog", "information_schema", "pg_toast") for s in inv["schemas"])
 
 
-def test_special_columns_read_directly_on_14_and_newer_agree_with_the_portable_form(new_database):
-    db = new_database("dspecial")
+def test_catalog_columns_read_directly_agree_with_the_portable_form(new_database):
+    """Where a newer server has the column, inventory reads it instead of to_jsonb of the row: the same
+    rows either way, on the awkward fixture (generated columns, procedures, aggregates, triggers on
+    partitions) and on columns that need lz4 or xml."""
+    db = new_database("ddirect")
+    load_awkward(db)
     db.execute("CREATE DOMAIN doc AS xml")
     db.execute("CREATE TABLE packed (id int PRIMARY KEY, body text COMPRESSION lz4, plain text, page xml, "
-               "pages doc[], dropped text COMPRESSION lz4)")
+               "pages doc[], dropped text COMPRESSION lz4, twice int GENERATED ALWAYS AS (id * 2) STORED)")
     db.execute("ALTER TABLE packed DROP COLUMN dropped")
+    db.execute("CREATE PROCEDURE app.noop() LANGUAGE sql AS 'SELECT 1'")
+    db.execute("CREATE AGGREGATE app.total(int) (SFUNC = int4pl, STYPE = int)")
     with db.connect() as c, c.cursor(row_factory=psycopg.rows.dict_row) as cur:
         version = c.info.server_version
-        direct = inventory_mod._rows(cur, "special_columns", version)
-        portable = inventory_mod._rows(cur, "special_columns", 0)
-    assert version >= 140000
-    assert direct == portable
-    assert [(r["name"], r["needs"]) for r in direct] == [("body", "lz4"), ("page", "xml"), ("pages", "xml")]
+        assert version >= 140000
+        for kind in inventory_mod._DIRECT:
+            direct = inventory_mod._rows(cur, kind, version)
+            assert direct == inventory_mod._rows(cur, kind, 0), kind
+            assert direct, kind
+            if kind == "special_columns":
+                assert [(r["name"], r["needs"]) for r in direct if r["table"] == "packed"] == [
+                    ("body", "lz4"), ("page", "xml"), ("pages", "xml")]
+            if kind == "columns":
+                assert "twice" in [r["name"] for r in direct if r["generated"]]
+            if kind == "functions":
+                assert {"procedure", "aggregate", "function"} <= {r["kind"] for r in direct}
 
 
 # ---- discover() end to end ----
