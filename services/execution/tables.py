@@ -54,8 +54,9 @@ class DataPhase:
         self.held: dict[str, agents_pb2.TableVerified] = {}
         self.tables = self._units(exporter, tables)
         self.by_name = {t.qualified: t for t in self.tables}
-        self.early_fks = self._early_keys()
-        self.machine = Finishing(keys={i: (t.qualified, r.qualified) for i, (_, t, r) in enumerate(self.early_fks)})
+        self.early_fks, at_seal = self._early_keys()
+        self.machine = Finishing(keys={i: (t.qualified, r.qualified) for i, (_, t, r) in enumerate(self.early_fks)},
+                                 made_at_seal=at_seal)
         self.conns = worker_connections(run.source, run.target, snapshot, post.preamble)
         self.pool = CopyPool(run.jobs, run.cancel, on_error=self.conns.reset)
 
@@ -83,19 +84,20 @@ class DataPhase:
             out.append(t)
         return out
 
-    def _early_keys(self) -> list[tuple[Statement, Table, Table]]:
-        """Foreign keys between two tables of this attempt, validated as soon as both are built and
-        analyzed (beside the last table's check, not after it); the rest come with post-data. Only to
-        a table whose keys are all built by its index items: a key left whole (a partition's, one in
-        another tablespace) is made when the table is sealed, and a foreign key needs it first."""
-        by_key = {(t.schema, t.name): t for t in self.tables
-                  if all(st.beside_reads or st.attach for st in self.per_table.get((t.schema, t.name), []))}
-        out = []
-        for st in self.post.rest:
-            pair = foreign_key_tables(st)
-            if pair and pair[0] in by_key and pair[1] in by_key:
-                out.append((st, by_key[pair[0]], by_key[pair[1]]))
-        return out
+    def _early_keys(self) -> tuple[list[tuple[Statement, Table, Table]], set[str]]:
+        """Foreign keys between two tables of this attempt, validated in the data phase (beside other
+        tables' copies and checks, not one at a time after them); the rest come with post-data. A
+        table whose keys are all built by its index items is ready for keys to it once built and
+        analyzed; any other (a small table, whose primary key its seal makes; a key in another
+        tablespace) once sealed. Keys on such a table are left to post-data: its seal then waits for
+        no key, and no two seals wait for each other. Also returns those tables, qualified."""
+        in_run = {(t.schema, t.name): t for t in self.tables}
+        built = {k for k in in_run if all(st.beside_reads or st.attach for st in self.per_table.get(k, []))}
+        pairs = [(st, foreign_key_tables(st)) for st in self.post.rest]
+        pairs = [(st, pair) for st, pair in pairs if pair and pair[0] in in_run and pair[1] in in_run]
+        at_seal = {pair[1] for _, pair in pairs if pair[1] not in built}
+        return ([(st, in_run[pair[0]], in_run[pair[1]]) for st, pair in pairs if pair[0] not in at_seal],
+                {in_run[k].qualified for k in at_seal})
 
     # ---- the run ----
 
@@ -275,18 +277,21 @@ class DataPhase:
         if step in self.run.steps_done:
             if held is not None:
                 self._send_held(held)
-            return
-        statements = self.per_table.get((t.schema, t.name), [])
-        run_statements(self.run.target, self.post.preamble, [st for st in statements if not st.beside_reads],
-                       resuming=self.run.resuming, conn=self.conns.target())
-        detail = f"{sum(not st.attach for st in statements)} indexes and keys"
-        if held is None:
-            self.run._step(step, detail, self.started[name])
-            return
-        self.run.steps_done.add(step)
-        held.sealed.CopyFrom(agents_pb2.StepCompleted(step=step, detail=detail,
-                                                      seconds=time.monotonic() - self.started[name]))
-        self._send_held(held)
+        else:
+            statements = self.per_table.get((t.schema, t.name), [])
+            run_statements(self.run.target, self.post.preamble, [st for st in statements if not st.beside_reads],
+                           resuming=self.run.resuming, conn=self.conns.target())
+            detail = f"{sum(not st.attach for st in statements)} indexes and keys"
+            if held is None:
+                self.run._step(step, detail, self.started[name])
+            else:
+                self.run.steps_done.add(step)
+                held.sealed.CopyFrom(agents_pb2.StepCompleted(step=step, detail=detail,
+                                                              seconds=time.monotonic() - self.started[name]))
+                self._send_held(held)
+        with self.lock:
+            items = self.machine.sealed(name)  # keys to it that waited for its keys
+        self._queue(items)
 
     def _send_held(self, held: agents_pb2.TableVerified) -> None:
         """A small table's copy, proof and seal in one event; without a proof of this attempt (the

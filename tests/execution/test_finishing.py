@@ -71,3 +71,58 @@ def test_keys_to_one_table_run_together_keys_on_one_table_one_at_a_time():
     assert ("seal", "parent") in f.key_done("b")
     last = f.key_done("c")
     assert ("seal", "child") in last and ("seal", "other") in last
+
+
+def test_a_key_to_a_ready_table_is_validated_beside_the_check_and_before_the_builds():
+    """pgbench: branches is in and built when accounts' copy ends; accounts' key to it needs no index
+    of accounts, so it runs beside accounts' check and accounts' builds wait for it (their locks
+    exclude each other). history's key to accounts still waits for accounts' primary key."""
+    f = Finishing(keys={"acc_branch": ("accounts", "branches"), "acc_teller": ("accounts", "tellers"),
+                        "hist_acc": ("history", "accounts")})
+    order: list = []
+    for small in ("branches", "tellers", "history"):
+        run_all(f, f.copied(small, 1 if small != "history" else 0, check_first=True, analyzed=True), order)
+    assert not [i for i in order if i[0] == "fk"]
+    items = f.copied("accounts", 2, check_first=True, analyzed=False)
+    assert items == [("check", "accounts"), ("fk", "acc_branch")]  # one key at a time on accounts, no build yet
+    assert f.checked("accounts") == []
+    # the builds still wait for the second key; branches, its key in, is sealed
+    assert f.key_done("acc_branch") == [("fk", "acc_teller"), ("seal", "branches")]
+    after = f.key_done("acc_teller")
+    assert ("build", ("accounts", 0)) in after and ("build", ("accounts", 1)) in after
+    assert ("seal", "tellers") in after
+    assert f.built("accounts") == []
+    assert f.built("accounts") == [("analyze", "accounts")]
+    assert f.analyzed("accounts") == [("fk", "hist_acc")]        # to accounts: after its key is built
+    last = f.key_done("hist_acc")
+    assert ("seal", "accounts") in last and ("seal", "history") in last
+
+
+def test_a_table_without_builds_or_with_keys_to_tables_not_ready_keeps_the_order():
+    f = Finishing(keys={"k": ("child", "parent")})
+    assert f.copied("child", 1, check_first=True, analyzed=False) == [("check", "child"), ("build", ("child", 0))]
+    assert f.built("child") == [("analyze", "child")]
+    f2 = Finishing(keys={"self": ("tree", "tree")})
+    assert f2.copied("tree", 1, check_first=True, analyzed=False) == [("check", "tree"), ("build", ("tree", 0))]
+
+
+def test_a_key_to_a_table_whose_seal_makes_its_key_waits_for_that_seal_and_holds_no_seal():
+    """A small lookup table's primary key is made by its seal: a key to it waits for the seal, and the
+    seal does not wait for the key."""
+    f = Finishing(keys={"acc_branch": ("accounts", "branches")}, made_at_seal={"branches"})
+    assert f.copied("branches", 0, check_first=True, analyzed=True) == [("check", "branches")]
+    assert f.checked("branches") == [("seal", "branches")]   # not held by the key to it
+    assert f.sealed("branches") == []                        # accounts is not in yet
+    assert f.copied("accounts", 1, check_first=True, analyzed=False) == [("check", "accounts"), ("fk", "acc_branch")]
+    assert f.key_done("acc_branch") == [("build", ("accounts", 0))]
+
+    late = Finishing(keys={"acc_branch": ("accounts", "branches")}, made_at_seal={"branches"})
+    assert late.copied("accounts", 1, check_first=True, analyzed=False) == [("check", "accounts"),
+                                                                             ("build", ("accounts", 0))]
+    late.copied("branches", 0, check_first=True, analyzed=True)
+    late.checked("branches")
+    assert late.sealed("branches") == []                     # accounts is not built yet
+    assert late.built("accounts") == [("analyze", "accounts")]
+    assert late.analyzed("accounts") == [("fk", "acc_branch")]
+    late.checked("accounts")
+    assert late.key_done("acc_branch") == [("seal", "accounts")]

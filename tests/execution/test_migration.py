@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import grpc
+import psycopg
 import pytest
 
 from dbmigrate.v1 import common_pb2, coordinator_pb2 as C, events_pb2 as E
@@ -26,6 +27,19 @@ INSERT INTO app.big SELECT g, g % 1000, md5(g::text) || repeat('z', 60), g / 7.0
 CREATE INDEX big_account ON app.big (account);
 CREATE TABLE app.bigger_nokey (v text, n int);
 INSERT INTO app.bigger_nokey SELECT md5(g::text), g FROM generate_series(1, 300000) g;
+ANALYZE;
+"""
+
+
+# Keys to small lookup tables (whose primary keys their seals make): from a table large enough for its
+# primary key to be built beside its check (validated before that build), and from a small one.
+LOOKUPS = """
+CREATE TABLE app.kind (id int PRIMARY KEY, name text);
+INSERT INTO app.kind SELECT g, 'kind ' || g FROM generate_series(1, 10) g;
+CREATE TABLE app.ledger (id bigint PRIMARY KEY, kind_id int NOT NULL REFERENCES app.kind, pad text);
+INSERT INTO app.ledger SELECT g, 1 + g % 10, repeat(md5(g::text), 2) FROM generate_series(1, 100000) g;
+CREATE TABLE app.note (id int PRIMARY KEY, kind_id int REFERENCES app.kind, ledger_id bigint REFERENCES app.ledger);
+INSERT INTO app.note SELECT g, g % 10 + 1, g * 7 FROM generate_series(1, 50) g;
 ANALYZE;
 """
 
@@ -45,7 +59,7 @@ def approve_when_asked(stub, wid: str) -> C.Migration:
 
 def test_an_awkward_database_migrates_identically_through_all_agents(stack_factory, new_database):
     src, dst = new_database("esrc"), new_database("edst")
-    load_awkward(src)
+    load_awkward(src, LOOKUPS)
     stack = stack_factory().start()
     ch, stub = stack.coordinator_stub()
     wid = create(stub, src.url, dst.url)
@@ -60,6 +74,11 @@ def test_an_awkward_database_migrates_identically_through_all_agents(stack_facto
     assert copied and all(t.bytes > 0 and t.seconds > 0 and t.verified for t in copied)
     # Triggers never fired during the load: the fixture's trigger writes an audit row per insert.
     assert dst.scalar("SELECT count(*) FROM app.audit") == src.scalar("SELECT count(*) FROM app.audit")
+    keys = ("SELECT conname, convalidated FROM pg_constraint WHERE contype = 'f' "
+            "AND conrelid::regclass::text IN ('app.ledger', 'app.note') ORDER BY 1")
+    with psycopg.connect(src.url) as s, psycopg.connect(dst.url) as d:
+        assert d.execute(keys).fetchall() == s.execute(keys).fetchall()
+        assert len(s.execute(keys).fetchall()) == 3
     ch.close()
 
 
