@@ -3,7 +3,9 @@
 The source side runs in `psql` (it imports the migration's snapshot, then writes COPY output to a
 pipe); Python reads the pipe in 1 MiB chunks and writes them to the target connection's COPY. A
 psycopg loop on the source would pay Python overhead per row (one block per row); chunks keep the
-pump at the speed of a raw `psql | psql` pipe. Memory is one chunk per running copy.
+pump at the speed of a raw `psql | psql` pipe. Memory is one chunk per running copy. A small table
+(below PSQL_BYTES) is copied on connections the worker holds (copy_direct), through libpq's COPY calls
+(read_copy, write_copy): no process to start, and no Python per row.
 
     stats = copy_into(dst_conn, source, snapshot, copy_out_sql, copy_in_sql, on_bytes=...)
 
@@ -286,25 +288,24 @@ def _waits(pgconn, cancel: threading.Event | None):
     return wait_readable, lambda: wait(writable)
 
 
-def _next_result(pgconn, wait_readable) -> "pq.abc.PGresult":
+def _next_or_none(pgconn, wait_readable):
+    """libpq's next result, once it is all in; None when the session is idle again."""
     while pgconn.is_busy():
         wait_readable()
-    result = pgconn.get_result()
+    return pgconn.get_result()
+
+
+def _next_result(pgconn, wait_readable):
+    result = _next_or_none(pgconn, wait_readable)
     if result is None:
         raise psycopg.OperationalError(pgconn.get_error_message() or "the server sent no result")
     return result
 
 
 def _drain(pgconn, wait_readable) -> None:
-    """Reads the results left until the session is idle again (libpq's NULL result)."""
+    """Reads the results left until the session is idle again."""
     while _next_or_none(pgconn, wait_readable) is not None:
         pass
-
-
-def _next_or_none(pgconn, wait_readable):
-    while pgconn.is_busy():
-        wait_readable()
-    return pgconn.get_result()
 
 
 def _error(result, conn: psycopg.Connection) -> psycopg.Error:
