@@ -36,7 +36,8 @@ from services.execution.baseline import rollback
 from services.execution.largeobjects import copy_large_objects
 from services.execution.matviews import refresh_matviews
 from services.execution.postdata import run_statements
-from services.execution.schema import parse_post_data, split_qualified, unique_constraint_indexes, unique_via_index
+from services.execution.schema import (parse_post_data, split_qualified, split_validation, unique_constraint_indexes,
+                                      unique_via_index)
 from services.execution.sequences import copy_sequences
 from services.execution import sync
 from services.execution.conns import lock_timeout_sql
@@ -180,6 +181,11 @@ class ExecutionRun:
                 early_elsewhere = [st for key, sts in post.per_table.items() if split_qualified(key) not in copied
                                    for st in sts]
                 rest = [st for st in post.rest if id(st) not in self.early_done]
+                if self.resuming:
+                    # A key the data phase of an earlier attempt added NOT VALID, then stopped before
+                    # validating (its referenced table sealed, so not in this attempt's data phase):
+                    # ADD counts as done, VALIDATE finishes it.
+                    rest = [part for st in rest for part in split_validation(st)]
                 n = run_statements(self.target, post.preamble, early_elsewhere + rest, resuming=self.resuming)
                 self._step("post-data", f"{n} constraints, foreign keys, triggers, policies and more"
                                         + (f" ({len(self.early_done)} foreign keys earlier, with the copies)"

@@ -41,3 +41,33 @@ def test_a_resume_with_every_event_lost_copies_again_and_ends_identical(new_data
     second = run(2, agents_pb2.ExecutionCheckpoint(steps_done=["pre-data"]))
     assert second.verified and second.rows == first.rows == 62000
     assert_identical(src.url, dst.url)
+
+
+def test_a_key_an_earlier_attempt_left_not_valid_is_validated_by_a_resumed_post_data(new_database):
+    """The data phase adds a key NOT VALID, then validates it. When an attempt stops between the two
+    after the referenced table was sealed, the next attempt's data phase no longer holds that table;
+    its post-data finds the key made and validates it, so the target ends with the source's key."""
+    src, dst = new_database("nvsrc"), new_database("nvdst")
+    src.execute(SOURCE)
+    source, target = src.conn, dst.conn
+    opts = common_pb2.MigrationOptions(jobs=2)
+    baseline = prepare(agents_pb2.PrepareRequest(source=source, target=target, options=opts)).baseline
+    events: list[agents_pb2.ExecutionEvent] = []
+
+    def run(attempt: int, done: agents_pb2.ExecutionCheckpoint | None = None) -> common_pb2.ExecutionReport:
+        req = agents_pb2.ExecuteRequest(workflow_id="notvalid", source=source, target=target, options=opts,
+                                        baseline=baseline, attempt=attempt, done=done)
+        return ExecutionRun(req, events.append, threading.Event()).run()
+
+    assert run(1).verified
+    dst.execute("ALTER TABLE public.events DROP CONSTRAINT events_account_fkey")
+    dst.execute("ALTER TABLE public.events ADD CONSTRAINT events_account_fkey FOREIGN KEY (account) "
+                "REFERENCES public.accounts (id) NOT VALID")  # as an attempt stopped before VALIDATE leaves it
+    tables = ["public.accounts", "public.events"]
+    done = agents_pb2.ExecutionCheckpoint(
+        steps_done=["pre-data"] + [f"indexes:{t}" for t in tables], tables_verified=tables,
+        units_done=[e.table_copied.unit for e in events if e.HasField("table_copied")]
+        + [e.table_verified.copied.unit for e in events if e.table_verified.HasField("copied")])
+    assert run(2, done).verified
+    assert dst.scalar("SELECT convalidated FROM pg_constraint WHERE conname = 'events_account_fkey'") is True
+    assert_identical(src.url, dst.url)
