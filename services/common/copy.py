@@ -155,54 +155,39 @@ def read_copy(conn: psycopg.Connection, copy_out: sql.Composable, *, cancel: thr
     the connection is closed: it is mid-COPY and of no further use. The session is the calling
     thread's own (psycopg's lock is not taken across the yields).
     """
-    pgconn = conn.pgconn
     if not _plain_session(conn):  # psycopg's own COPY
         with conn.cursor() as cur, cur.copy(copy_out) as cp:
-            parts, size = [], 0
-            for block in cp:
-                parts.append(bytes(block))
-                size += len(block)
-                if size >= CHUNK:
-                    yield b"".join(parts)
-                    parts, size = [], 0
-            if parts:
-                yield b"".join(parts)
+            yield from _gathered(bytes(block) for block in cp)
             if counted is not None:
                 counted.append(max(cur.rowcount, 0))
         return
+    pgconn = conn.pgconn
     wait_readable, wait_writable = _waits(pgconn, cancel)
     done = False
-    try:
-        pgconn.send_query(copy_out.as_bytes(conn))  # raises psycopg.OperationalError when it fails
-        while pgconn.flush():  # a nonblocking session: the query may not have left at once
-            wait_writable()
-        result = _next_result(pgconn, wait_readable)
-        if result.status != pq.ExecStatus.COPY_OUT:
-            _drain(pgconn, wait_readable)
-            done = True
-            raise _error(result, conn)
-        parts, size = [], 0
+
+    def rows():
+        nonlocal done
         while True:
             nbytes, data = pgconn.get_copy_data(1)
             if nbytes > 0:
-                parts.append(data)
-                size += nbytes
-                if size >= CHUNK:
-                    yield b"".join(parts)
-                    parts, size = [], 0
+                yield data
             elif nbytes == 0:
                 wait_readable()
             else:
                 break
-        result = _next_result(pgconn, wait_readable)
-        _drain(pgconn, wait_readable)
+        result = _last_result(pgconn, wait_readable)
         done = True
         if result.status != pq.ExecStatus.COMMAND_OK:
             raise _error(result, conn)
-        if parts:
-            yield b"".join(parts)
         if counted is not None:
             counted.append(result.command_tuples or 0)
+
+    try:
+        refused = _start_copy(conn, copy_out, pq.ExecStatus.COPY_OUT, wait_readable, wait_writable)
+        if refused is not None:
+            done = True
+            raise refused
+        yield from _gathered(rows())  # the last chunk only after the server's answer
     finally:
         if not done:
             pgconn.finish()  # mid-COPY: nothing else can run on this session
@@ -214,51 +199,72 @@ def write_copy(conn: psycopg.Connection, copy_in: sql.Composable, chunks: Iterab
     """COPY ... FROM STDIN on `conn` fed with `chunks`: (digest, bytes, rows written), the digest as
     pump() takes it. The libpq counterpart of read_copy (psycopg's COPY costs three waits of its own per
     COPY). Outside an open transaction or an idle autocommit session (see read_copy), psycopg's COPY."""
-    pgconn = conn.pgconn
     if not _plain_session(conn):
         with conn.cursor() as cur:
             with cur.copy(copy_in) as cp:
                 digest, total = pump(chunks, cp.write, on_bytes=on_bytes, cancel=cancel)
             return digest, total, max(cur.rowcount, 0)
+    pgconn = conn.pgconn
     wait_readable, wait_writable = _waits(pgconn, cancel)
     done = False
-    try:
-        pgconn.send_query(copy_in.as_bytes(conn))
+
+    def write(data: bytes) -> None:
+        while not pgconn.put_copy_data(data):  # 0: libpq's buffer is full, wait until it drains
+            wait_writable()
+
+    def end(error: bytes | None):
+        while not pgconn.put_copy_end(error):
+            wait_writable()
         while pgconn.flush():
             wait_writable()
-        result = _next_result(pgconn, wait_readable)
-        if result.status != pq.ExecStatus.COPY_IN:
-            _drain(pgconn, wait_readable)
+        return _last_result(pgconn, wait_readable)
+
+    try:
+        refused = _start_copy(conn, copy_in, pq.ExecStatus.COPY_IN, wait_readable, wait_writable)
+        if refused is not None:
             done = True
-            raise _error(result, conn)
-
-        def write(data: bytes) -> None:
-            while not pgconn.put_copy_data(data):  # 0: libpq's buffer is full, wait until it drains
-                wait_writable()
-
+            raise refused
         try:
             digest, total = pump(chunks, write, on_bytes=on_bytes, cancel=cancel)
         except BaseException as err:  # the COPY ends with an error (none of its rows stay); the session lives on
-            while not pgconn.put_copy_end(f"dbmigrate: {type(err).__name__}".encode()):
-                wait_writable()
-            while pgconn.flush():
-                wait_writable()
-            _drain(pgconn, wait_readable)
+            end(f"dbmigrate: {type(err).__name__}".encode())
             done = True
             raise
-        while not pgconn.put_copy_end(None):
-            wait_writable()
-        while pgconn.flush():
-            wait_writable()
-        result = _next_result(pgconn, wait_readable)
-        _drain(pgconn, wait_readable)
+        result = end(None)
         done = True
         if result.status != pq.ExecStatus.COMMAND_OK:
             raise _error(result, conn)
         return digest, total, result.command_tuples or 0
     finally:
         if not done:
-            pgconn.finish()
+            pgconn.finish()  # mid-COPY: nothing else can run on this session
+
+
+def _gathered(blocks: Iterable) -> Iterable[bytes]:
+    """The blocks (rows) joined into chunks of at least CHUNK bytes, the last one shorter."""
+    parts, size = [], 0
+    for block in blocks:
+        parts.append(block)
+        size += len(block)
+        if size >= CHUNK:
+            yield b"".join(parts)
+            parts, size = [], 0
+    if parts:
+        yield b"".join(parts)
+
+
+def _start_copy(conn: psycopg.Connection, statement: sql.Composable, status, wait_readable, wait_writable):
+    """Sends a COPY statement and waits for the server to enter COPY (`status`). When the server
+    refuses it (an unknown table, say), returns psycopg's error, the session idle again."""
+    pgconn = conn.pgconn
+    pgconn.send_query(statement.as_bytes(conn))  # raises psycopg.OperationalError when it fails
+    while pgconn.flush():  # a nonblocking session: the statement may not have left at once
+        wait_writable()
+    result = _next_result(pgconn, wait_readable)
+    if result.status == status:
+        return None
+    _drain(pgconn, wait_readable)
+    return _error(result, conn)
 
 
 def _plain_session(conn: psycopg.Connection) -> bool:
@@ -306,6 +312,13 @@ def _drain(pgconn, wait_readable) -> None:
     """Reads the results left until the session is idle again."""
     while _next_or_none(pgconn, wait_readable) is not None:
         pass
+
+
+def _last_result(pgconn, wait_readable):
+    """The COPY's own result, once the session is idle again."""
+    result = _next_result(pgconn, wait_readable)
+    _drain(pgconn, wait_readable)
+    return result
 
 
 def _error(result, conn: psycopg.Connection) -> psycopg.Error:

@@ -19,8 +19,9 @@ INSERT INTO public.events SELECT g, 1 + g % 2000, NULLIF(g - 1, 0), repeat('n', 
 """
 
 
-def test_a_resume_with_every_event_lost_copies_again_and_ends_identical(new_database):
-    src, dst = new_database("rlsrc"), new_database("rldst")
+def attempts(src, dst, workflow_id: str):
+    """run(attempt, done) runs the execution agent's attempt in process on SOURCE; events collects
+    what every attempt emitted."""
     src.execute(SOURCE)
     source, target = src.conn, dst.conn
     opts = common_pb2.MigrationOptions(jobs=2)
@@ -28,10 +29,16 @@ def test_a_resume_with_every_event_lost_copies_again_and_ends_identical(new_data
     events: list[agents_pb2.ExecutionEvent] = []
 
     def run(attempt: int, done: agents_pb2.ExecutionCheckpoint | None = None) -> common_pb2.ExecutionReport:
-        req = agents_pb2.ExecuteRequest(workflow_id="lost", source=source, target=target, options=opts,
+        req = agents_pb2.ExecuteRequest(workflow_id=workflow_id, source=source, target=target, options=opts,
                                         baseline=baseline, attempt=attempt, done=done)
         return ExecutionRun(req, events.append, threading.Event()).run()
 
+    return run, events
+
+
+def test_a_resume_with_every_event_lost_copies_again_and_ends_identical(new_database):
+    src, dst = new_database("rlsrc"), new_database("rldst")
+    run, events = attempts(src, dst, "lost")
     first = run(1)
     assert first.verified
     early = [e.step_completed.detail for e in events if e.step_completed.step == "post-data"]
@@ -48,17 +55,7 @@ def test_a_key_an_earlier_attempt_left_not_valid_is_validated_by_a_resumed_post_
     after the referenced table was sealed, the next attempt's data phase no longer holds that table;
     its post-data finds the key made and validates it, so the target ends with the source's key."""
     src, dst = new_database("nvsrc"), new_database("nvdst")
-    src.execute(SOURCE)
-    source, target = src.conn, dst.conn
-    opts = common_pb2.MigrationOptions(jobs=2)
-    baseline = prepare(agents_pb2.PrepareRequest(source=source, target=target, options=opts)).baseline
-    events: list[agents_pb2.ExecutionEvent] = []
-
-    def run(attempt: int, done: agents_pb2.ExecutionCheckpoint | None = None) -> common_pb2.ExecutionReport:
-        req = agents_pb2.ExecuteRequest(workflow_id="notvalid", source=source, target=target, options=opts,
-                                        baseline=baseline, attempt=attempt, done=done)
-        return ExecutionRun(req, events.append, threading.Event()).run()
-
+    run, events = attempts(src, dst, "notvalid")
     assert run(1).verified
     dst.execute("ALTER TABLE public.events DROP CONSTRAINT events_account_fkey")
     dst.execute("ALTER TABLE public.events ADD CONSTRAINT events_account_fkey FOREIGN KEY (account) "
