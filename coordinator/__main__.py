@@ -9,9 +9,9 @@ from pathlib import Path
 from coordinator.eventlog import EventLog
 from coordinator.publisher import Publisher
 from coordinator.secrets import SecretStore
-from coordinator.service import CoordinatorServicer
+from coordinator.service import CoordinatorServicer, add_to_server
 from coordinator.workflow import AgentStubs, Engine
-from dbmigrate.v1 import coordinator_pb2, coordinator_pb2_grpc, events_pb2
+from dbmigrate.v1 import coordinator_pb2, events_pb2
 from services.common import metrics
 from services.common.config import service_address, settings
 from services.common.server import Service, main
@@ -46,7 +46,7 @@ async def build():
         eventlog.close()
 
     name = coordinator_pb2.DESCRIPTOR.services_by_name["Coordinator"].full_name
-    return [Service(coordinator_pb2_grpc.add_CoordinatorServicer_to_server, CoordinatorServicer(engine), name)], cleanup
+    return [Service(add_to_server, CoordinatorServicer(engine), name)], cleanup
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 from google.protobuf.message import DecodeError
 
@@ -23,6 +23,33 @@ SCHEMA_VERSION = 1
 
 class CorruptEvent(DBMigrateError):
     """A stored event cannot be decoded or names an event type this version does not know."""
+
+
+class Stored(NamedTuple):
+    """An event as those who only pass it on need it: its envelope and its serialized form, seq included.
+
+    The NATS publisher and WatchEvents send events without reading their payloads. A parsed report
+    takes about six times its serialized size (the discovery of 2,000 tables: 0.7 MB on the wire,
+    4.3 MB parsed; ten times that for 20,000 tables), so the coordinator keeps and passes on these.
+    """
+    seq: int
+    workflow_id: str
+    version: int
+    type: str
+    data: bytes
+
+    @classmethod
+    def of(cls, ev: events_pb2.WorkflowEvent) -> "Stored":
+        return cls(ev.seq, ev.workflow_id, ev.version, event_type(ev), ev.SerializeToString())
+
+    def parsed(self) -> events_pb2.WorkflowEvent:
+        return EventLog._decode(self.seq, self.data)
+
+
+def _with_seq(seq: int, payload: bytes) -> bytes:
+    """The stored payload (written with seq 0, so without the field) with its seq: a serialized message
+    followed by another is parsed as their merge, so this is the event as read() returns it, serialized."""
+    return payload + events_pb2.WorkflowEvent(seq=seq).SerializeToString()
 
 
 def event_type(event: events_pb2.WorkflowEvent) -> str:
@@ -107,7 +134,12 @@ class EventLog:
     def read(self, from_seq: int = 0, workflow_id: str | None = None,
              limit: int | None = None) -> list[events_pb2.WorkflowEvent]:
         """Events with seq > from_seq in global order, optionally of one workflow."""
-        sql = "SELECT seq, payload FROM events WHERE seq > ?"
+        return [stored.parsed() for stored in self.read_stored(from_seq, workflow_id, limit)]
+
+    def read_stored(self, from_seq: int = 0, workflow_id: str | None = None,
+                    limit: int | None = None) -> list[Stored]:
+        """As read(), each event as Stored: its payload is not parsed."""
+        sql = "SELECT seq, workflow_id, version, type, payload FROM events WHERE seq > ?"
         params: list = [from_seq]
         if workflow_id:
             sql += " AND workflow_id = ?"
@@ -115,7 +147,8 @@ class EventLog:
         sql += " ORDER BY seq"
         if limit:
             sql += f" LIMIT {int(limit)}"
-        return [self._decode(seq, payload) for seq, payload in self.db.execute(sql, params)]
+        return [Stored(seq, wid, version, kind, _with_seq(seq, payload))
+                for seq, wid, version, kind, payload in self.db.execute(sql, params)]
 
     def iter_all(self, batch: int = 5000) -> Iterator[events_pb2.WorkflowEvent]:
         last = 0

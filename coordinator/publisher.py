@@ -16,7 +16,7 @@ from nats.errors import Error as NatsError
 from nats.js.api import StreamConfig
 from nats.js.errors import NotFoundError
 
-from coordinator.eventlog import EventLog, event_type
+from coordinator.eventlog import EventLog, Stored
 from services.common import metrics
 
 log = logging.getLogger(__name__)
@@ -25,17 +25,18 @@ CURSOR = "nats"
 DUPLICATE_WINDOW = 2 * 3600.0  # seconds: republishing after an outage this long is still de-duplicated
 
 
-def subject(event) -> str:
-    return f"dbmigrate.events.{event.workflow_id}.{event_type(event)}"
+def subject(event: Stored) -> str:
+    return f"dbmigrate.events.{event.workflow_id}.{event.type}"
 
 
-def fitted(ev, max_payload: int) -> tuple[bytes, dict[str, str]]:
+def fitted(stored: Stored, max_payload: int) -> tuple[bytes, dict[str, str]]:
     """The event as published: whole, or, when it is larger than the server takes (a report of 20,000
     tables), its envelope and the report's summary, with a header that says where the whole one is.
-    Publishing it whole would fail for ever and hold back every later event."""
-    data = ev.SerializeToString()
+    Publishing it whole would fail for ever and hold back every later event. Only such an event is parsed."""
+    data = stored.data
     if not max_payload or len(data) + 1024 <= max_payload:
         return data, {}
+    ev = stored.parsed()
     kind = ev.WhichOneof("payload")
     slim = type(ev)(workflow_id=ev.workflow_id, version=ev.version, seq=ev.seq, time=ev.time)
     payload = getattr(slim, kind)
@@ -149,7 +150,7 @@ class Publisher:
     async def _drain(self) -> None:
         cursor = self.eventlog.cursor(CURSOR)
         while True:
-            batch = self.eventlog.read(from_seq=cursor, limit=500)
+            batch = self.eventlog.read_stored(from_seq=cursor, limit=500)
             if not batch:
                 return
             for ev in batch:
@@ -159,12 +160,12 @@ class Publisher:
                 await self._js.publish(subject(ev), data, timeout=5, headers={
                     "Nats-Msg-Id": f"{ev.workflow_id}:{ev.version}",
                     "Dbmigrate-Seq": str(ev.seq),
-                    "Dbmigrate-Type": event_type(ev),
+                    "Dbmigrate-Type": ev.type,
                     **headers,
                 })
                 cursor = ev.seq
                 self.published += 1
-                metrics.event_published(event_type(ev))
+                metrics.event_published(ev.type)
             self.eventlog.set_cursor(CURSOR, cursor)
             self._record_lag()
 

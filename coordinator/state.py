@@ -55,6 +55,7 @@ class Workflow:
     phase: int = P.CREATED
     started: bool = False
     discovery: bytes = b""
+    discovery_brief: bytes = b""  # the discovery report as the agents get it (agents_discovery)
     validation: bytes = b""
     generation: bytes = b""
     execution: bytes = b""
@@ -143,7 +144,32 @@ def compact(wf: Workflow, summary: bytes) -> Workflow:
     one would stay in the coordinator's memory for as long as it runs."""
     return replace(wf, compacted=True, summary=summary, tables=_EMPTY, table_order=(), units_done=_EMPTY,
                    tables_verified=_EMPTY, steps_done=Map({s: True for s in wf.steps_done if not table_step(s)}),
-                   discovery=b"", validation=b"", generation=b"", execution=b"", verification=b"")
+                   discovery=b"", discovery_brief=b"", validation=b"", generation=b"", execution=b"", verification=b"")
+
+
+def agents_discovery(report: common_pb2.DiscoveryReport) -> bytes:
+    """The discovery report as the validation and generation agents get it: all of it but the catalog
+    inventory of both sides (details, for people: 85% of the report, and a parsed report takes six
+    times its size in every process it passes through), of which the source's first write reading
+    stays (validation's second reading measures the window from it)."""
+    brief = common_pb2.DiscoveryReport()
+    for field, value in report.ListFields():
+        if field.name == "details":
+            continue
+        if field.is_repeated:
+            getattr(brief, field.name).extend(value)
+        elif field.type == field.TYPE_MESSAGE:
+            getattr(brief, field.name).CopyFrom(value)
+        else:
+            setattr(brief, field.name, value)
+    try:
+        first = report.details["source"]["activity"]["first"]
+    except (KeyError, ValueError, TypeError):
+        first = None
+    if first is not None:
+        brief.details.get_or_create_struct("source").get_or_create_struct("activity") \
+            .get_or_create_struct("first").CopyFrom(first)
+    return brief.SerializeToString()
 
 
 def replace(obj, **changes):
@@ -185,8 +211,9 @@ def _agent_call_failed(wf, ev):
 
 
 def _discovery_completed(wf, ev):
-    return replace(wf, discovery=ev.discovery_completed.report.SerializeToString(), phase=P.VALIDATING,
-                   marks=_mark(wf, "discovered", ev))
+    report = ev.discovery_completed.report
+    return replace(wf, discovery=report.SerializeToString(), discovery_brief=agents_discovery(report),
+                   phase=P.VALIDATING, marks=_mark(wf, "discovered", ev))
 
 
 def _validation_completed(wf, ev):

@@ -48,7 +48,7 @@ def _skip(kind: str, options) -> bool:
 def read_definitions(side, include, exclude, options) -> dict[tuple[str, str], str]:
     """{(kind, display name): definition} for every compared schema object of one side."""
     out: dict[tuple[str, str], str] = {}
-    for kind, schema, rel, name, definition in side.rows(_sql("objects.sql")):
+    for kind, schema, rel, name, definition in side.each(_sql("objects.sql")):
         if rel is not None and not matches(schema, rel, include, exclude):
             continue
         if _skip(kind, options):

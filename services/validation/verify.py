@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import psycopg
 from psycopg import sql
@@ -88,6 +88,12 @@ class Side:
     def rows(self, query, params=None) -> list[tuple]:
         with self.guard():
             return self.conn.execute(query, params).fetchall()
+
+    def each(self, query, params=None) -> Iterator[tuple]:
+        """rows(), one at a time: a catalog of 2,000 tables gives 8,000 definitions, 6 MB as a list of
+        tuples, where the caller keeps a few fields of each."""
+        with self.guard():
+            yield from self.conn.execute(query, params)
 
     def close(self) -> None:
         try:

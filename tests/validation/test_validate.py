@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 
+from coordinator.state import agents_discovery
 from dbmigrate.v1 import agents_pb2, common_pb2
 from services.validation.sample import validate
 from services.validation.scratch import scratch_name
@@ -161,7 +162,8 @@ def test_writes_between_discovery_and_the_end_of_the_sample_are_named(new_databa
                                                 discovery=found))
     assert not [f for f in quiet.findings if f.code == "WRITE_TRAFFIC"]
     src.execute("UPDATE t SET v = 'y' WHERE id <= 5")  # an application writes meanwhile
+    brief = common_pb2.DiscoveryReport.FromString(agents_discovery(found))  # the report as the coordinator sends it
     report = validate(agents_pb2.ValidateRequest(workflow_id="wf-val-traffic", source=src.conn, target=dst.conn,
-                                                 discovery=found))
+                                                 discovery=brief))
     traffic = [f for f in report.findings if f.code == "WRITE_TRAFFIC"]
     assert traffic and "5 rows changed" in traffic[0].message and traffic[0].severity == common_pb2.MEDIUM
