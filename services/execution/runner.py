@@ -154,11 +154,16 @@ class ExecutionRun:
             if self.opts.create_roles and "roles" not in self.steps_done:
                 self._roles(exporter)
             # pg_dump of post-data runs while pre-data is applied: both are needed before the copies.
+            # It starts once the pre-data dump has ended: each pg_dump holds the whole catalog (23 MB
+            # with 2,000 tables), and the dump of pre-data takes a tenth of the time its apply takes.
             with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="post-data-dump") as pool:
-                post_script = pool.submit(dump_section, self.source, "post-data", tools=self.tools, snapshot=snapshot,
-                                          extra_args=excluded, **dump_flags(self.opts))
+                def dump_post() -> concurrent.futures.Future:
+                    return pool.submit(dump_section, self.source, "post-data", tools=self.tools, snapshot=snapshot,
+                                       extra_args=excluded, **dump_flags(self.opts))
                 if "pre-data" not in self.steps_done:
-                    self._pre_data(snapshot, tables, excluded)
+                    post_script = self._pre_data(snapshot, tables, excluded, dump_post)
+                else:
+                    post_script = dump_post()
                 post = parse_post_data(post_script.result())
                 post.preamble = fit_script(post.preamble, known_settings(self.target))
                 unique_via_index(post, unique_constraint_indexes(exporter),
@@ -267,7 +272,9 @@ class ExecutionRun:
             for future in [pool.submit(work, shard) for shard in shards]:
                 future.result()
 
-    def _pre_data(self, snapshot: str, tables: list[Table], excluded: list[str]) -> None:
+    def _pre_data(self, snapshot: str, tables: list[Table], excluded: list[str],
+                  after_dump: Callable[[], concurrent.futures.Future]) -> concurrent.futures.Future:
+        """Applies pre-data; returns what `after_dump`, called once pg_dump of pre-data has ended, returned."""
         t0 = self._begin("pre-data")
         baseline = self.req.baseline
         with connect(self.target, "target", autocommit=True) as dst:
@@ -283,10 +290,12 @@ class ExecutionRun:
         script = dump_section(self.source, "pre-data", tools=self.tools, snapshot=snapshot, extra_args=excluded,
                               **dump_flags(self.opts))
         t_apply = time.monotonic()
+        started = after_dump()
         apply_schema(self.target, tolerant_pre_data(script), "pre-data schema (pg_dump --section=pre-data)")
         self._step("pre-data", "tables, types, functions and views created from pg_dump --section=pre-data "
                                f"(target prepared {t_dump - t0:.2f} s, dump {t_apply - t_dump:.2f} s, "
                                f"applied in {time.monotonic() - t_apply:.2f} s)", t0)
+        return started
 
     def _roles(self, exporter: psycopg.Connection) -> None:
         """--create-roles: the roles the database needs that the target lacks, before any object names them."""
