@@ -46,8 +46,12 @@ def _skip(kind: str, options) -> bool:
 
 
 def read_definitions(side, include, exclude, options) -> dict[tuple[str, str], str]:
-    """{(kind, display name): definition} for every compared schema object of one side."""
+    """{(kind, display name): definition} for every compared schema object of one side.
+
+    A database of 2,000 tables has 18,000 such objects a side, nine kinds and few distinct
+    definitions among its columns, owners and privileges: each distinct string is kept once."""
     out: dict[tuple[str, str], str] = {}
+    once: dict[str, str] = {}
     for kind, schema, rel, name, definition in side.each(_sql("objects.sql")):
         if rel is not None and not matches(schema, rel, include, exclude):
             continue
@@ -59,7 +63,8 @@ def read_definitions(side, include, exclude, options) -> dict[tuple[str, str], s
             display = name
         else:
             display = f"{quote_ident(schema)}.{quote_ident(name)}"
-        out[(kind, display)] = definition or ""
+        definition = definition or ""
+        out[(once.setdefault(kind, kind), display)] = once.setdefault(definition, definition)
     return out
 
 
