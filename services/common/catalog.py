@@ -132,7 +132,10 @@ def list_tables(conn: psycopg.Connection, include=(), exclude=()) -> list[Table]
     cols: dict[int, list[Column]] = {}
     once: dict[str, str] = {}  # the same column names, types, schemas and owners recur: each is kept once
     if rows:
-        for oid, name, typ, gen, ident, nn, binok in conn.execute(_sql("columns.sql"), {"oids": [r[2] for r in rows]}):
+        # Streamed: libpq holds 1,000 rows at a time, not every column of the database (60,000 rows
+        # and more with 20,000 tables).
+        for oid, name, typ, gen, ident, nn, binok in conn.cursor().stream(_sql("columns.sql"),
+                                                                         {"oids": [r[2] for r in rows]}, size=1000):
             cols.setdefault(oid, []).append(Column(once.setdefault(name, name), once.setdefault(typ, typ),
                                                    gen, ident, nn, binok))
     return [Table(schema=once.setdefault(r[0], r[0]), name=r[1], oid=r[2], unlogged=r[4], is_partition=r[5],

@@ -43,6 +43,7 @@ from services.validation.scratch import RENDER_PREFIX, scratch_database, scratch
 _SQL = Path(__file__).parent / "sql"
 
 DEFAULT_MAX_ROWS = 100
+STREAM_ROWS = 1000  # rows libpq holds at once for a catalog read taken one row at a time (Side.each)
 LEAF_ROWS = 1000          # a differing bucket this small is fetched and diffed row by row
 MIN_BUCKETS = 16
 MAX_BUCKETS = 8192        # buckets per GROUP BY query
@@ -93,7 +94,7 @@ class Side:
         """rows(), one at a time: a catalog of 2,000 tables gives 8,000 definitions, 6 MB as a list of
         tuples, where the caller keeps a few fields of each."""
         with self.guard():
-            yield from self.conn.execute(query, params)
+            yield from self.conn.cursor().stream(query, params, size=STREAM_ROWS)
 
     def close(self) -> None:
         try:
