@@ -134,20 +134,23 @@ def _event_bytes(ev) -> bytes:
     return ev.data if isinstance(ev, Stored) else ev.SerializeToString()
 
 
+class _Handlers:
+    """Stands in for the server in the generated registration, to take its method handlers."""
+
+    def __init__(self):
+        self.name, self.handlers = "", {}
+
+    def add_generic_rpc_handlers(self, generic) -> None:
+        pass
+
+    def add_registered_method_handlers(self, name: str, handlers: dict) -> None:
+        self.name, self.handlers = name, dict(handlers)
+
+
 def add_to_server(servicer: CoordinatorServicer, server) -> None:
     """The generated registration, except that WatchEvents sends each event as the log holds it,
     serialized (a parsed report would take six times its size, for each watcher)."""
-
-    class Collected:
-        handlers: dict = {}
-
-        def add_generic_rpc_handlers(self, generic):
-            pass
-
-        def add_registered_method_handlers(self, name, handlers):
-            self.name, self.handlers = name, dict(handlers)
-
-    got = Collected()
+    got = _Handlers()
     coordinator_pb2_grpc.add_CoordinatorServicer_to_server(servicer, got)
     watch = got.handlers["WatchEvents"]
     got.handlers["WatchEvents"] = grpc.unary_stream_rpc_method_handler(
