@@ -33,7 +33,8 @@ DEADLINES = {"discover": 300, "validate": 1800, "generate": 300, "prepare": 300,
 # coordinator from lagging behind the copy (2,000 small tables: 6,000 events in about 4 s).
 APPEND_LINGER = 0.02         # seconds
 RECENT_EVENTS = 2000         # events kept in memory for live watchers
-FULL_KEPT = 2                # settled migrations kept whole in memory (the newest ended or read)
+FULL_KEPT = 2                # settled migrations kept whole in memory (the newest ended or read)...
+FULL_IDLE_SECONDS = 30.0     # ...until this long after they ended or were last read (then replayed on request)
 SYNC_POLL_SECONDS = 1.0      # how often the stream's state is sampled while SYNCING
 SYNC_EVENT_SECONDS = 2.0     # a SyncProgress event at most this often while changes flow...
 SYNC_IDLE_EVENT_SECONDS = 60.0  # ...and this often while nothing changes
@@ -153,7 +154,9 @@ class Engine:
         self.transport_retry_seconds = transport_retry_seconds
         self.database_retry_seconds = database_retry_seconds
         self.states: dict[str, Workflow] = {}  # a settled migration's compacted (state.compact)
-        self._full: collections.OrderedDict[str, Workflow] = collections.OrderedDict()  # FULL_KEPT of them whole
+        # FULL_KEPT of them whole, with when they were last used: a migration of 20,000 tables takes
+        # about 60 MB whole (its state and reports), which would stay for as long as the next one runs.
+        self._full: collections.OrderedDict[str, tuple[Workflow, float]] = collections.OrderedDict()
         self._tasks: dict[str, asyncio.Task] = {}
         self._new = asyncio.Event()
         self.listeners: list[Callable[[], None]] = []
@@ -189,10 +192,24 @@ class Engine:
         self.states[wf.id] = compact(wf, rules.progress(wf).SerializeToString())
 
     def _keep_whole(self, wf: Workflow) -> None:
-        self._full[wf.id] = wf
+        self._full[wf.id] = (wf, time.monotonic())
         self._full.move_to_end(wf.id)
         while len(self._full) > FULL_KEPT:
             self._full.popitem(last=False)
+        try:
+            asyncio.get_running_loop().call_later(FULL_IDLE_SECONDS, self.drop_idle)
+        except RuntimeError:
+            pass  # no event loop (a replay before the server runs): the next keep or read sets the timer
+
+    def drop_idle(self) -> list[str]:
+        """Lets go of the whole states not used for FULL_IDLE_SECONDS; returns their ids."""
+        now = time.monotonic()
+        idle = [wid for wid, (_, used) in self._full.items() if now - used >= FULL_IDLE_SECONDS]
+        for wid in idle:
+            del self._full[wid]
+        if idle:
+            memory.release()
+        return idle
 
     def resume_all(self) -> list[str]:
         """Drives on every workflow whose events say it was in a running phase."""
@@ -215,7 +232,8 @@ class Engine:
         wf = self.require(wid)
         if not wf.compacted:
             return wf
-        full = self._full.get(wid) or replay(self.log.read(workflow_id=wid))[wid]  # append() keeps _full current
+        kept = self._full.get(wid)  # append() keeps _full current
+        full = kept[0] if kept else replay(self.log.read(workflow_id=wid))[wid]
         self._keep_whole(full)
         return full
 

@@ -133,6 +133,11 @@ def test_settled_migrations_are_kept_compacted_and_replayed_whole_on_request(tmp
     assert all(engine.states[w].compacted for w in ("w1", "w2", "w3")) and not w1.tables and not w1.execution
     assert list(engine._full) == ["w2", "w3"] and workflow.FULL_KEPT == 2  # the newest, whole
     assert engine.get("w1") == expected["w1"] and engine.get("w1").table("public.t").status == "verified"
+    # ... for FULL_IDLE_SECONDS after their last use, then only compacted; a request replays them again
+    assert engine.drop_idle() == [] and list(engine._full) == ["w3", "w1"]
+    engine._full["w3"] = (engine._full["w3"][0], engine._full["w3"][1] - workflow.FULL_IDLE_SECONDS)
+    assert engine.drop_idle() == ["w3"] and list(engine._full) == ["w1"]
+    assert engine.get("w3") == expected["w3"] and list(engine._full) == ["w1", "w3"]
     listed = to_migration(w1, engine, tables=False)
     assert listed == to_migration(expected["w1"], engine, tables=False)
     assert listed.progress.tables_verified == 1 and listed.progress.percent == 100 and not listed.tables
