@@ -38,10 +38,6 @@ class Stored(NamedTuple):
     type: str
     data: bytes
 
-    @classmethod
-    def of(cls, ev: events_pb2.WorkflowEvent) -> "Stored":
-        return cls(ev.seq, ev.workflow_id, ev.version, event_type(ev), ev.SerializeToString())
-
     def parsed(self) -> events_pb2.WorkflowEvent:
         return EventLog._decode(self.seq, self.data)
 
@@ -102,6 +98,11 @@ class EventLog:
 
         A version that is already taken raises ConcurrencyConflict: someone else appended first.
         """
+        return self.append_stored(workflow_id, expected_version, events)[0]
+
+    def append_stored(self, workflow_id: str, expected_version: int, events: list[events_pb2.WorkflowEvent]
+                      ) -> tuple[list[events_pb2.WorkflowEvent], list[Stored]]:
+        """As append(), with the events also as Stored, from the bytes written (not serialized again)."""
         rows = []
         for i, ev in enumerate(events, start=1):
             ev.workflow_id = workflow_id
@@ -129,7 +130,8 @@ class EventLog:
             raise
         for ev, seq in zip(events, seqs):
             ev.seq = seq
-        return events
+        return events, [Stored(seq, workflow_id, version, kind, _with_seq(seq, payload))
+                        for seq, (_, version, kind, payload, _) in zip(seqs, rows)]
 
     def read(self, from_seq: int = 0, workflow_id: str | None = None,
              limit: int | None = None) -> list[events_pb2.WorkflowEvent]:

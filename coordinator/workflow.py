@@ -239,14 +239,14 @@ class Engine:
 
     def append(self, wid: str, *events: events_pb2.WorkflowEvent) -> Workflow:
         wf = self.get(wid) if wid in self.states else None
-        appended = self.log.append(wid, wf.version if wf else 0, list(events))
+        appended, stored = self.log.append_stored(wid, wf.version if wf else 0, list(events))
         for ev in appended:
             wf = apply(wf, ev)
             metrics.event_appended(ev.WhichOneof("payload"))
         self.states[wid] = wf
         self._full.pop(wid, None)
         self._settle(wf)
-        self._recent.extend(Stored.of(ev) for ev in appended)
+        self._recent.extend(stored)
         waiter, self._new = self._new, asyncio.Event()
         waiter.set()
         for notify in self.listeners:
@@ -664,7 +664,8 @@ class Engine:
         async def call(wf):
             req = agents_pb2.ValidateRequest(workflow_id=wf.id, source=self._connection(wf.creation.source),
                                              target=self._connection(wf.creation.target), options=wf.options)
-            return await self.agents.validate(with_reports(req, discovery=wf.discovery_brief), timeout=DEADLINES["validate"])
+            return await self.agents.validate(with_reports(req, discovery=wf.discovery_brief),
+                                              timeout=DEADLINES["validate"])
         ok, report = await self._call(wf.id, "validation", call)
         if ok:
             ev = _event()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 if TYPE_CHECKING:  # only annotations: the generation agent plans from catalogs without a driver loaded
     import psycopg
@@ -125,6 +125,20 @@ def matches(schema: str, table: str, include: list[str] | tuple[str, ...], exclu
     return not any(hit(p) for p in exclude)
 
 
+STREAM_ROWS = 1000  # rows libpq holds at once for a catalog read taken row by row (stream_rows)
+
+
+def stream_rows(conn: psycopg.Connection, query, params=None) -> Iterator[tuple]:
+    """The rows of `query`, STREAM_ROWS at a time from libpq (its chunked mode, libpq 17 and newer:
+    psycopg's binary package brings one), not the whole result at once; with an older libpq the
+    whole result, row by row."""
+    from psycopg import pq  # loaded already: there is a connection
+    if pq.version() >= 170000:
+        yield from conn.cursor().stream(query, params, size=STREAM_ROWS)
+    else:
+        yield from conn.execute(query, params)
+
+
 def list_tables(conn: psycopg.Connection, include=(), exclude=()) -> list[Table]:
     """Tables that hold rows, largest first, filtered by include/exclude patterns."""
     rows = conn.execute(_sql("tables.sql")).fetchall()
@@ -132,10 +146,9 @@ def list_tables(conn: psycopg.Connection, include=(), exclude=()) -> list[Table]
     cols: dict[int, list[Column]] = {}
     once: dict[str, str] = {}  # the same column names, types, schemas and owners recur: each is kept once
     if rows:
-        # Streamed: libpq holds 1,000 rows at a time, not every column of the database (60,000 rows
-        # and more with 20,000 tables).
-        for oid, name, typ, gen, ident, nn, binok in conn.cursor().stream(_sql("columns.sql"),
-                                                                         {"oids": [r[2] for r in rows]}, size=1000):
+        # Streamed: not every column of the database at once (60,000 rows and more with 20,000 tables).
+        for oid, name, typ, gen, ident, nn, binok in stream_rows(conn, _sql("columns.sql"),
+                                                                 {"oids": [r[2] for r in rows]}):
             cols.setdefault(oid, []).append(Column(once.setdefault(name, name), once.setdefault(typ, typ),
                                                    gen, ident, nn, binok))
     return [Table(schema=once.setdefault(r[0], r[0]), name=r[1], oid=r[2], unlogged=r[4], is_partition=r[5],

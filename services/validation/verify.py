@@ -29,7 +29,7 @@ import psycopg
 from psycopg import sql
 
 from dbmigrate.v1 import agents_pb2, common_pb2
-from services.common.catalog import Table, list_tables, select_tables, table_writes
+from services.common.catalog import Table, list_tables, select_tables, stream_rows, table_writes
 from services.common.checksum import Checksum, row_expression, row_hash, table_checksum
 from services.common.errors import DatabaseError, DBMigrateError, InvalidInput
 from services.common import pgtools
@@ -43,7 +43,6 @@ from services.validation.scratch import RENDER_PREFIX, scratch_database, scratch
 _SQL = Path(__file__).parent / "sql"
 
 DEFAULT_MAX_ROWS = 100
-STREAM_ROWS = 1000  # rows libpq holds at once for a catalog read taken one row at a time (Side.each)
 LEAF_ROWS = 1000          # a differing bucket this small is fetched and diffed row by row
 MIN_BUCKETS = 16
 MAX_BUCKETS = 8192        # buckets per GROUP BY query
@@ -91,10 +90,10 @@ class Side:
             return self.conn.execute(query, params).fetchall()
 
     def each(self, query, params=None) -> Iterator[tuple]:
-        """rows(), one at a time: a catalog of 2,000 tables gives 8,000 definitions, 6 MB as a list of
-        tuples, where the caller keeps a few fields of each."""
+        """rows(), streamed (stream_rows): a catalog of 2,000 tables gives 18,000 compared objects a
+        side, where the caller keeps a few fields of each."""
         with self.guard():
-            yield from self.conn.cursor().stream(query, params, size=STREAM_ROWS)
+            yield from stream_rows(self.conn, query, params)
 
     def close(self) -> None:
         try:
