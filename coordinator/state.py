@@ -57,6 +57,7 @@ class Workflow:
     discovery: bytes = b""
     discovery_brief: bytes = b""  # the discovery report as the agents get it (agents_discovery)
     validation: bytes = b""
+    rendered: bytes = b""      # the validation's RenderedSchema, for the final verification's request
     generation: bytes = b""
     execution: bytes = b""
     verification: bytes = b""
@@ -144,7 +145,8 @@ def compact(wf: Workflow, summary: bytes) -> Workflow:
     one would stay in the coordinator's memory for as long as it runs."""
     return replace(wf, compacted=True, summary=summary, tables=_EMPTY, table_order=(), units_done=_EMPTY,
                    tables_verified=_EMPTY, steps_done=Map({s: True for s in wf.steps_done if not table_step(s)}),
-                   discovery=b"", discovery_brief=b"", validation=b"", generation=b"", execution=b"", verification=b"")
+                   discovery=b"", discovery_brief=b"", validation=b"", rendered=b"", generation=b"", execution=b"",
+                   verification=b"")
 
 
 def agents_discovery(report: common_pb2.DiscoveryReport) -> bytes:
@@ -217,8 +219,9 @@ def _discovery_completed(wf, ev):
 
 
 def _validation_completed(wf, ev):
-    return replace(wf, validation=ev.validation_completed.report.SerializeToString(), phase=P.PLANNING,
-                   marks=_mark(wf, "validated", ev))
+    report = ev.validation_completed.report
+    return replace(wf, validation=report.SerializeToString(), rendered=report.rendered.SerializeToString(),
+                   phase=P.PLANNING, marks=_mark(wf, "validated", ev))
 
 
 def _plan_generated(wf, ev):

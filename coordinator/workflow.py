@@ -753,8 +753,10 @@ class Engine:
         async def call(wf):
             req = agents_pb2.VerifyRequest(workflow_id=wf.id, source=self._connection(wf.creation.source),
                                            target=self._connection(wf.creation.target), options=wf.options)
-            # proven: the tables proven in the migration's snapshot
-            return await self.agents.verify(with_reports(req, proven=wf.execution), timeout=DEADLINES["verify"])
+            # proven: the tables proven in the migration's snapshot; rendered: across major versions, the
+            # source's schema as the target server made it before the load
+            return await self.agents.verify(with_reports(req, proven=wf.execution, rendered=wf.rendered),
+                                            timeout=DEADLINES["verify"])
         ok, answer = await self._call(wf.id, "validation", call)
         if not ok:
             return

@@ -22,6 +22,7 @@ from psycopg import sql
 
 from dbmigrate.v1 import common_pb2
 from services.common.catalog import matches, quote_ident
+from services.common.checksum import stream_hash
 
 _SQL = Path(__file__).parent / "sql"
 
@@ -127,6 +128,17 @@ def _one_sided(diffs: list[common_pb2.ObjectDiff]) -> list[common_pb2.ObjectDiff
     return [d for d in diffs if not (d.difference != "changed" and (
         (d.kind in ("owner", "privileges") and _object_of(d.name) in gone)
         or (d.kind in ("column_order", "child_column_order") and ("table", d.name) in gone)))]
+
+
+def digest(defs: dict[tuple[str, str], str]) -> str:
+    """One digest of a {(kind, name): definition} map (XXH3-128 over its sorted entries): two maps
+    with equal digests are equal, with odds of 2^-128 against."""
+    h = stream_hash()
+    for (kind, name), definition in sorted(defs.items()):
+        for part in (kind, name, definition):
+            h.update(part.encode())
+            h.update(b"\0")
+    return h.hexdigest()
 
 
 def compare(src: dict, dst: dict) -> tuple[list[common_pb2.ObjectDiff], list[common_pb2.ObjectDiff]]:

@@ -24,11 +24,13 @@ from services.common.catalog import Table, list_tables, select_tables
 from services.common.checksum import Checksum, row_expression, row_hash
 from services.common.copy import PSQL_BYTES, copy_direct, copy_in_sql, copy_into, copy_out_sql
 from services.common.errors import Cancelled, DBMigrateError, DatabaseError
+from services.common.logs import redact
 from services.common.pg import connect, is_transient
 from services.common import pgtools
 from services.common.pgdump import DependencyLoop, apply_schema, dump_flags, dump_section, exclude_args, server_version_num, tolerant_pre_data
 from services.common.roles import needed_roles, role_names, to_create
 from services.validation.scratch import create_scratch, drop_scratch, scratch_name
+from services.validation.verify import render_before_load
 from services.common.sessions import WorkerConnections, source_in_snapshot
 from services.common.traffic import reading, write_traffic
 
@@ -55,6 +57,11 @@ def sample_where(table: Table, sample_rows: int) -> tuple[sql.Composable | None,
     rows_per_page = max(1.0, estimate / pages)
     first_pages = max(1, int(sample_rows / rows_per_page))
     return sql.SQL("ctid < {}::tid").format(sql.Literal(f"({first_pages},0)")), False
+
+
+def _majors_differ(discovery: common_pb2.DiscoveryReport) -> bool:
+    a, b = discovery.source.version_num // 10000, discovery.target.version_num // 10000
+    return bool(a and b) and a != b
 
 
 FINGERPRINT_BATCH = 100
@@ -121,17 +128,23 @@ class Sampler:
             return common_pb2.ValidationReport(passed=False, skipped=True, summary=(
                 f"The sample test migration was not run: discovery found {len(blockers)} blocking "
                 f"finding{'s' if len(blockers) > 1 else ''} ({names}) that the migration must not go past."))
-        with connect(self.req.target, "target", autocommit=True, application_name="dbmigrate-validation") as admin:
+        with connect(self.req.target, "target", autocommit=True, application_name="dbmigrate-validation") as admin, \
+                concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="scratch") as pool:
+            # Across major versions the final verification compares the target with the source's schema
+            # as the target server makes it: rendered now, beside the sample, while the target is empty.
+            render = pool.submit(self._render) if _majors_differ(self.req.discovery) else None
             drop_scratch(admin, self.scratch.dbname)  # left by an interrupted run of the same workflow
             # CREATE DATABASE (0.4 s in the 2,000-table bench) on a session of its own, while the source's
             # catalog is read.
-            with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="scratch") as pool:
-                made = pool.submit(self._create_scratch)
-                try:
-                    report = self._in_snapshot(admin, made)
-                finally:
-                    concurrent.futures.wait([made])
-                    drop_scratch(admin, self.scratch.dbname)
+            made = pool.submit(self._create_scratch)
+            try:
+                report = self._in_snapshot(admin, made)
+            finally:
+                concurrent.futures.wait([made])
+                drop_scratch(admin, self.scratch.dbname)
+            rendered = render.result() if render is not None else None
+        if rendered is not None:
+            report.rendered.CopyFrom(rendered)
         report.scratch_database = f"database {self.scratch.dbname} on the target server (dropped)"
         traffic = self._write_traffic()
         if traffic is not None:
@@ -139,6 +152,18 @@ class Sampler:
         log.info("validation of %d tables in %.1fs: %s", len(report.tables), time.monotonic() - t_start,
                  "passed" if report.passed else "FAILED")
         return report
+
+    def _render(self) -> common_pb2.RenderedSchema | None:
+        """The source's schema rendered on the target server for the final verification (a
+        rendering of its own, apart from the sample, which creates only the sampled tables); None
+        when it cannot be taken now (the final verification renders it then)."""
+        try:
+            return render_before_load(self.req)
+        except Exception as err:  # never the sample's failure: the final verification renders again
+            log.warning("the source's schema was not rendered on the target before the migration (the final "
+                        "verification renders it): %s",
+                        (redact(str(err)).strip().splitlines() or [type(err).__name__])[0])
+            return None
 
     def _create_scratch(self) -> None:
         with connect(self.req.target, "target", autocommit=True, application_name="dbmigrate-validation") as c:

@@ -138,7 +138,7 @@ def _open_pair(req: agents_pb2.VerifyRequest) -> Pair:
 # Schema objects (services.validation.objects): compared directly on one major version, through a
 # rendering of the source's schema on the target server across versions.
 
-def render_source(req: agents_pb2.VerifyRequest, src: Side, include, exclude) -> tuple[dict | None, str]:
+def render_source(req: agents_pb2.VerifyRequest | agents_pb2.ValidateRequest, src: Side, include, exclude) -> tuple[dict | None, str]:
     """The source's schema as the target server holds it: pg_dump of the source (the migration's
     tools and options, in src's snapshot) applied to a scratch database there, read back. (None,
     error) when the target server cannot hold it."""
@@ -163,6 +163,36 @@ def render_source(req: agents_pb2.VerifyRequest, src: Side, include, exclude) ->
             return read_definitions(side, include, exclude, opts), ""
         finally:
             side.close()
+
+
+def render_before_load(req: agents_pb2.ValidateRequest) -> common_pb2.RenderedSchema | None:
+    """Validation's rendering of the source's schema on the target server (RenderedSchema), across
+    major versions: taken while the target is still empty, so that the scratch database's DROP
+    DATABASE, which forces a checkpoint, finds little to write (after the load of pgbench -s 40 into
+    PostgreSQL 18 it took 1.3 s against 0.02 s). None when the schema cannot be rendered: the final
+    verification renders it then, and names why."""
+    include, exclude = list(req.options.include), list(req.options.exclude)
+    src = Side(req.source, "source", export=True)
+    try:
+        with connect(req.target, "target", autocommit=True, application_name="dbmigrate-verify-target") as c:
+            target_version = c.info.server_version
+        source_defs = read_definitions(src, include, exclude, req.options)
+        rendered, _ = render_source(req, src, include, exclude)
+    finally:
+        src.close()
+    if rendered is None:
+        return None
+    return common_pb2.RenderedSchema(source_digest=objects.digest(source_defs),
+                                     rendered_digest=objects.digest(rendered), target_version_num=target_version,
+                                     objects=len(rendered))
+
+
+def _rendered_before(req: agents_pb2.VerifyRequest, pair: Pair, sdefs: dict, ddefs: dict) -> bool:
+    """The target holds exactly the rendering validation took, of the schema the source has now, on
+    this target server: that rendering stands for one taken now."""
+    r = req.rendered
+    return bool(r.rendered_digest) and r.target_version_num == pair.dst.conn.info.server_version \
+        and r.source_digest == objects.digest(sdefs) and r.rendered_digest == objects.digest(ddefs)
 
 
 def _database_privileges(values: list[common_pb2.ObjectDiff]) -> tuple[list, list]:
@@ -249,8 +279,12 @@ def compare_schemas(req: agents_pb2.VerifyRequest, pair: Pair, src: tuple[dict, 
     if pair.src.major == pair.dst.major:
         diffs, ext_notes = objects.compare(sdefs, ddefs)
         return diffs + values, ext_notes + notes, "direct"
-    rendered, error = render_source(req, pair.src, include, exclude)
     method = f"rendered: the source's PostgreSQL {pair.src.major} schema as PostgreSQL {pair.dst.major} holds it"
+    if _rendered_before(req, pair, sdefs, ddefs):
+        rendered, error = ddefs, ""
+        method += " (rendered before the data was loaded; the source's schema is the one rendered)"
+    else:
+        rendered, error = render_source(req, pair.src, include, exclude)
     if rendered is None:
         return [common_pb2.ObjectDiff(kind="schema", name="(the whole schema)", difference="cannot_render",
                                       detail=f"the source's schema cannot be created on the target server: {error}")

@@ -4,7 +4,10 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
-from dbmigrate.v1 import common_pb2, coordinator_pb2 as C, events_pb2 as E
+from dbmigrate.v1 import agents_pb2 as A, common_pb2, coordinator_pb2 as C, events_pb2 as E
+from services.discovery.discover import discover
+from services.validation.sample import validate
+from services.validation.verify import verify
 from tests.execution.test_migration import load_awkward
 from tests.migrations import create, drive
 
@@ -45,9 +48,50 @@ def test_the_awkward_database_upgrades_from_15_to_18_exactly(stack_factory, new_
     v = report.verification
     assert v.equal and not v.objects, v.summary
     assert v.method.startswith("rendered"), v.method
+    # Rendered by validation before the load: the final verification created no scratch database after it.
+    assert "before the data was loaded" in v.method, v.method
+    assert report.validation.rendered.objects > 0
     assert any(n.kind == "extension" and n.difference == "upgraded" for n in v.notes), list(v.notes)
     print(v.summary)
     assert rows_as_text(src.url) == rows_as_text(dst.url)
+
+
+SCHEMA = """CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL, price numeric(10, 2) CHECK (price >= 0));
+            CREATE INDEX items_name ON items (name);
+            CREATE VIEW cheap AS SELECT id, name FROM items WHERE price < 10;"""
+
+
+def test_the_rendering_taken_before_the_load_stands_only_for_the_schema_it_rendered(new_database, new_database18):
+    """Validation renders the source's schema on the 18 server while the target is empty; the final
+    verification takes that rendering for the source's schema only while the source still has it
+    (and the target matches it): after a change on the source it renders again and names the
+    difference, as it always did."""
+    src, dst = new_database("rb15"), new_database18("rb18")
+    src.execute(SCHEMA + "INSERT INTO items VALUES (1, 'a', 5), (2, 'b', 20)")
+    discovery = discover(A.DiscoverRequest(source=src.conn, target=dst.conn))
+    validation = validate(A.ValidateRequest(workflow_id="rb", source=src.conn, target=dst.conn,
+                                            discovery=discovery))
+    assert validation.passed, validation.summary
+    rendered = validation.rendered
+    assert rendered.source_digest and rendered.rendered_digest and rendered.objects > 0, rendered
+    assert rendered.target_version_num // 10000 == 18
+    with psycopg.connect(dst.url, autocommit=True) as c:
+        assert not c.execute("SELECT datname FROM pg_database WHERE datname LIKE 'dbmigrate_%'").fetchall()
+
+    dst.execute(SCHEMA + "INSERT INTO items VALUES (1, 'a', 5), (2, 'b', 20)")  # as the migration leaves it
+    req = A.VerifyRequest(workflow_id="rb", source=src.conn, target=dst.conn, rendered=rendered)
+    v = verify(req)
+    assert v.equal and "before the data was loaded" in v.method, (v.summary, v.method)
+
+    src.execute("ALTER TABLE items ADD COLUMN note text")  # after the rendering
+    v = verify(req)
+    assert not v.equal and "before the data was loaded" not in v.method, (v.summary, v.method)
+    assert any(d.kind == "column" and "note" in d.name and d.difference == "missing_in_target" for d in v.objects), \
+        list(v.objects)
+
+    dst.execute("ALTER TABLE items ADD COLUMN note text")
+    v = verify(req)
+    assert v.equal and "before the data was loaded" not in v.method, (v.summary, v.method)
 
 
 def test_a_target_without_libxml_is_refused_before_anything_is_copied(stack_factory, new_database, new_database18):
