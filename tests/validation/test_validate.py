@@ -66,6 +66,50 @@ def test_a_large_table_is_sampled_not_copied_whole(new_database):
     assert t.passed and 2000 <= t.rows_sampled <= 10000 and "ctid range" in t.reason
 
 
+def test_a_copy_is_proven_by_its_stream_and_a_changed_or_reordered_copy_is_judged_by_its_rows(new_database,
+                                                                                              monkeypatch):
+    """A sample's copy is proven by the digest of its COPY stream read back (with count and checksum);
+    when the stream read back differs, the rows decide: equal rows in another order pass, a changed
+    row fails."""
+    from services.validation import sample
+    src, dst = new_database("vsrc"), new_database("vdst")
+    src.execute("CREATE TABLE a (id int PRIMARY KEY, v text); INSERT INTO a SELECT g, md5(g::text) "
+                "FROM generate_series(1, 300) g; CREATE TABLE b (id int PRIMARY KEY, v text); "
+                "INSERT INTO b SELECT g, 'x' || g FROM generate_series(1, 50) g")
+    digests = []
+    real = sample.fingerprint_query
+    monkeypatch.setattr(sample, "fingerprint_query", lambda k, t, where, rows_digest=True: (
+        digests.append((t.name, rows_digest)), real(k, t, where, rows_digest))[1])
+    report = validate(request(src, dst, "wf-val-stream"))
+    assert report.passed and all(t.passed for t in report.tables), report.summary
+    assert {d for d in digests if d[1]} == set(), digests  # both proven by their streams
+
+    copy = sample.Sampler._copy
+
+    def reordered(self, table, *args):  # the copy holds the same rows, in another order
+        out = copy(self, table, *args)
+        if table.name == "a":
+            self.conns.target().execute("UPDATE a SET v = v WHERE id % 2 = 0")  # moved to the end
+        return out
+    digests.clear()
+    monkeypatch.setattr(sample.Sampler, "_copy", reordered)
+    report = validate(request(src, dst, "wf-val-stream"))
+    assert report.passed, report.summary
+    assert ("a", True) in digests and ("b", True) not in digests, digests
+
+    def changed(self, table, *args):
+        out = copy(self, table, *args)
+        if table.name == "b":
+            self.conns.target().execute("UPDATE b SET v = 'y' WHERE id = 7")
+        return out
+    monkeypatch.setattr(sample.Sampler, "_copy", changed)
+    report = validate(request(src, dst, "wf-val-stream"))
+    assert not report.passed
+    (bad,) = [t for t in report.tables if not t.passed]
+    assert bad.table == "public.b" and "2 sampled rows differ" in bad.reason, bad.reason  # the old row, the new
+    assert any(f.code == "SAMPLE_MISMATCH" and f.object == "public.b" for f in report.findings)
+
+
 def test_a_killed_validation_leaves_no_scratch_database_after_it_is_resumed(new_database):
     src, dst = new_database("vsrc"), new_database("vdst")
     src.execute("CREATE TABLE big (id bigint PRIMARY KEY, v text, w text)")
