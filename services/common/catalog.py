@@ -139,10 +139,12 @@ def stream_rows(conn: psycopg.Connection, query, params=None) -> Iterator[tuple]
         yield from conn.execute(query, params)
 
 
-def list_tables(conn: psycopg.Connection, include=(), exclude=()) -> list[Table]:
-    """Tables that hold rows, largest first, filtered by include/exclude patterns."""
+def list_tables(conn: psycopg.Connection, include=(), exclude=(),
+                only: set[tuple[str, str]] | None = None) -> list[Table]:
+    """Tables that hold rows, largest first, filtered by include/exclude patterns (and to the
+    (schema, name) pairs in `only`, when given)."""
     rows = conn.execute(_sql("tables.sql")).fetchall()
-    rows = [r for r in rows if matches(r[0], r[1], include, exclude)]
+    rows = [r for r in rows if matches(r[0], r[1], include, exclude) and (only is None or (r[0], r[1]) in only)]
     cols: dict[int, list[Column]] = {}
     once: dict[str, str] = {}  # the same column names, types, schemas and owners recur: each is kept once
     if rows:
@@ -154,6 +156,15 @@ def list_tables(conn: psycopg.Connection, include=(), exclude=()) -> list[Table]
     return [Table(schema=once.setdefault(r[0], r[0]), name=r[1], oid=r[2], unlogged=r[4], is_partition=r[5],
                   is_inheritance_child=r[6], bytes=r[7], row_estimate=r[8], owner=once.setdefault(r[9], r[9]),
                   primary_key=tuple(r[10] or ()), int_key=r[11], columns=tuple(cols.get(r[2], ()))) for r in rows]
+
+
+def table_names(conn: psycopg.Connection, include=(), exclude=()) -> list[tuple[str, str]]:
+    """(schema, name) of the tables list_tables gives, without what it reads of each (sizes, keys,
+    columns): 2,000 tables 0.2-0.3 s a read for list_tables."""
+    query = _sql("tables.sql")
+    start = query.index("\n  FROM pg_class c")  # tables.sql's own FROM and WHERE: one definition of a table
+    rows = conn.execute("SELECT n.nspname, c.relname" + query[start:query.index("\n ORDER BY", start)])
+    return [(schema, name) for schema, name in rows if matches(schema, name, include, exclude)]
 
 
 def select_tables(tables: list[Table], include=(), exclude=()) -> list[Table]:
