@@ -177,15 +177,14 @@ def render_before_load(req: agents_pb2.ValidateRequest) -> common_pb2.RenderedSc
     try:
         with connect(req.target, "target", autocommit=True, application_name="dbmigrate-verify-target") as c:
             target_version = c.info.server_version
-        source_defs = read_definitions(src, include, exclude, req.options)
+        source_digest = objects.digest(read_definitions(src, include, exclude, req.options))
         rendered, _ = render_source(req, src, include, exclude)
     finally:
         src.close()
     if rendered is None:
         return None
-    return common_pb2.RenderedSchema(source_digest=objects.digest(source_defs),
-                                     rendered_digest=objects.digest(rendered), target_version_num=target_version,
-                                     objects=len(rendered))
+    return common_pb2.RenderedSchema(source_digest=source_digest, rendered_digest=objects.digest(rendered),
+                                     target_version_num=target_version, objects=len(rendered))
 
 
 def _rendered_before(req: agents_pb2.VerifyRequest, pair: Pair, sdefs: dict, ddefs: dict) -> bool:
