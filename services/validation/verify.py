@@ -139,7 +139,8 @@ def _open_pair(req: agents_pb2.VerifyRequest) -> Pair:
 # Schema objects (services.validation.objects): compared directly on one major version, through a
 # rendering of the source's schema on the target server across versions.
 
-def render_source(req: agents_pb2.VerifyRequest | agents_pb2.ValidateRequest, src: Side, include, exclude) -> tuple[dict | None, str]:
+def render_source(req: agents_pb2.VerifyRequest | agents_pb2.ValidateRequest, src: Side, include,
+                  exclude) -> tuple[dict | None, str]:
     """The source's schema as the target server holds it: pg_dump of the source (the migration's
     tools and options, in src's snapshot) applied to a scratch database there, read back. (None,
     error) when the target server cannot hold it."""
