@@ -9,7 +9,7 @@ from services.common.pg import parse_url
 from services.common.pgtools import installed
 
 ODD = ["plain", "Mixed Case", 'quo"te', "dot.ted", "a|b", "paren(s)", "star*", "q?", "dollar$", "back\\slash",
-       "[br]", "^caret", "plain2"]
+       "[br]", "^caret", "plain2", "pre", "pre fix"]
 
 
 def _created(script: str) -> set[str]:
@@ -28,13 +28,17 @@ def test_excluded_tables_are_exactly_those_left_out(new_database, major, monkeyp
     with db.connect() as c:
         every = list_tables(c)
     kept = [t for t in every if t.name in ("plain2", "a|b", "star*") or t.schema == "x|y" and t.name == "plain"]
-    monkeypatch.setattr(pgdump, "EXCLUDED_PER_PATTERN", 4)  # several patterns per schema too
     grouped = pgdump.exclude_args(every, kept)
-    assert len(grouped) == 9  # 10, 10 and 9 names left out in the three schemas, 4 a pattern
-    monkeypatch.setattr(pgdump, "GROUPED_UP_TO", 10)  # a large database: one pattern a name
+    # One pattern a schema, a tree of prefixes: "pre" is one of the names and the prefix of "pre fix",
+    # "q?" and 'quo"te' share "q", and "plain2" is kept while "plain" is not.
+    assert len(grouped) == 3
+    monkeypatch.setattr(pgdump, "EXCLUDED_PER_PATTERN", 4)  # several patterns per schema
+    several = pgdump.exclude_args(every, kept)
+    assert len(several) == 9  # 12, 12 and 11 names left out in the three schemas, 4 a pattern
+    monkeypatch.setattr(pgdump, "EXCLUDED_PER_PATTERN", 1)
     single = pgdump.exclude_args(every, kept)
-    assert len(single) == 29
+    assert len(single) == 35
     tools = next(t for t in installed() if t.major == major)
-    for args in (grouped, single):
+    for args in (grouped, several, single):
         script = pgdump.dump_section(parse_url(db.url), "pre-data", tools=tools, extra_args=args)
         assert _created(script) == {t.qualified for t in kept}
