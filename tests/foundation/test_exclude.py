@@ -35,9 +35,9 @@ def test_excluded_tables_are_exactly_those_left_out(new_database, major, monkeyp
     monkeypatch.setattr(pgdump, "EXCLUDED_PER_PATTERN", 4)  # several patterns per schema
     several = pgdump.exclude_args(every, kept)
     assert len(several) == 9  # 12, 12 and 11 names left out in the three schemas, 4 a pattern
-    monkeypatch.setattr(pgdump, "EXCLUDED_PER_PATTERN", 1)
+    monkeypatch.setattr(pgdump, "GROUPED_UP_TO", 10)  # a large database: one pattern a name
     single = pgdump.exclude_args(every, kept)
-    assert len(single) == 35
+    assert len(single) == 35 and all(a.endswith('"') for a in single)  # a quoted name, no group
     tools = next(t for t in installed() if t.major == major)
     for args in (grouped, several, single):
         script = pgdump.dump_section(parse_url(db.url), "pre-data", tools=tools, extra_args=args)
