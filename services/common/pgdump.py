@@ -349,35 +349,37 @@ def server_version_num(c: psycopg.Connection) -> int:
 
 
 EXCLUDED_PER_PATTERN = 500  # table names one --exclude-table pattern carries (one argument stays < 128 KB)
-GROUPED_UP_TO = 4000        # tables in the database up to which names are grouped into patterns
+TREE_RATIO = 0.55           # names go grouped when their tree of prefixes is at most this part of their length
 
 
 def exclude_args(all_tables: list[Table], kept: list[Table]) -> list[str]:
     """pg_dump arguments that leave out the tables the include/exclude patterns removed (exact names).
 
     pg_dump looks each pattern up with a query of its own. A pattern of one name finds its table
-    through the index on pg_class's names (0.4 ms each here: 1,800 patterns cost 0.4 s more than the
-    whole dump of 2,000 tables; 19,800 names 8 s). A pattern of many names is matched against every
-    table of the database instead, at a cost that grows with its names: up to GROUPED_UP_TO tables
-    the names go grouped, as a tree of their common prefixes, "s".("t_"("1"("0"|)|"2")), which is
-    cheap where names share prefixes (1,950 of 2,000 tables named t_N left out: pg_dump 0.21 s, 0.89 s
-    with the names as plain alternatives, 0.46 s for no exclusion at all) and about as costly as plain
-    alternatives where they do not (500 random names: 353 against 239 us a table). Beyond, one
-    pattern a name: with the names of 20,000 random tables, grouped patterns would cost pg_dump
-    minutes. Inside double quotes every character of a pattern is literal; outside, `(`, `|` and `)`
+    through the index on pg_class's names: 0.4 ms a name here, whatever the names (1,800 patterns cost
+    0.4 s more than the whole dump of 2,000 tables; 19,800 names 8 s). A pattern of many names is
+    matched against every table of the database instead, at a cost that grows with how little its
+    names share: as a tree of their common prefixes, "s".("t_"("1"("0"|)|"2")), names like t_N are
+    cheap (1,950 of 2,000 tables left out: pg_dump 0.21 s, against 0.89 s with the names as plain
+    alternatives and 0.46 s for no exclusion at all; 19,950 of 20,000 2.24 s), names that share little
+    are not (500 random names: 353 us a table, plain alternatives 239 us; 20,000 such tables would cost
+    pg_dump minutes). So a schema's names go as trees only where the tree is at most TREE_RATIO of
+    their length (t_N 0.43-0.50, names under three prefixes 0.63, random names 0.99), else one pattern
+    a name. Inside double quotes every character of a pattern is literal; outside, `(`, `|` and `)`
     keep their meaning."""
     keep = {(t.schema, t.name) for t in kept}
-    left_out = [t for t in all_tables if (t.schema, t.name) not in keep]
-    if len(all_tables) > GROUPED_UP_TO:
-        return [f"--exclude-table={_quoted(t.schema)}.{_quoted(t.name)}" for t in left_out]
     by_schema: dict[str, list[str]] = {}
-    for t in left_out:
-        by_schema.setdefault(t.schema, []).append(t.name)
+    for t in all_tables:
+        if (t.schema, t.name) not in keep:
+            by_schema.setdefault(t.schema, []).append(t.name)
     out = []
     for schema, names in by_schema.items():
         names = sorted(set(names))
-        for i in range(0, len(names), EXCLUDED_PER_PATTERN):
-            out.append(f"--exclude-table={_quoted(schema)}.({_prefix_tree(names[i:i + EXCLUDED_PER_PATTERN])})")
+        trees = [_prefix_tree(names[i:i + EXCLUDED_PER_PATTERN]) for i in range(0, len(names), EXCLUDED_PER_PATTERN)]
+        if sum(map(len, trees)) <= TREE_RATIO * sum(len(_quoted(n)) + 1 for n in names):
+            out += [f"--exclude-table={_quoted(schema)}.({tree})" for tree in trees]
+        else:
+            out += [f"--exclude-table={_quoted(schema)}.{_quoted(n)}" for n in names]
     return out
 
 

@@ -28,17 +28,36 @@ def test_excluded_tables_are_exactly_those_left_out(new_database, major, monkeyp
     with db.connect() as c:
         every = list_tables(c)
     kept = [t for t in every if t.name in ("plain2", "a|b", "star*") or t.schema == "x|y" and t.name == "plain"]
-    grouped = pgdump.exclude_args(every, kept)
-    # One pattern a schema, a tree of prefixes: "pre" is one of the names and the prefix of "pre fix",
-    # "q?" and 'quo"te' share "q", and "plain2" is kept while "plain" is not.
-    assert len(grouped) == 3
-    monkeypatch.setattr(pgdump, "EXCLUDED_PER_PATTERN", 4)  # several patterns per schema
-    several = pgdump.exclude_args(every, kept)
-    assert len(several) == 9  # 12, 12 and 11 names left out in the three schemas, 4 a pattern
-    monkeypatch.setattr(pgdump, "GROUPED_UP_TO", 10)  # a large database: one pattern a name
+    # ODD's names share little: one pattern a name. Names like t_N go as a tree of their prefixes, in
+    # one pattern a schema ("pre" is one of the names and the prefix of "pre fix"; "plain2" is kept
+    # while "plain" is not), and in several with fewer names a pattern.
     single = pgdump.exclude_args(every, kept)
     assert len(single) == 35 and all(a.endswith('"') for a in single)  # a quoted name, no group
+    monkeypatch.setattr(pgdump, "TREE_RATIO", 10.0)
+    grouped = pgdump.exclude_args(every, kept)
+    assert len(grouped) == 3
+    monkeypatch.setattr(pgdump, "EXCLUDED_PER_PATTERN", 4)
+    several = pgdump.exclude_args(every, kept)
+    assert len(several) == 9  # 12, 12 and 11 names left out in the three schemas, 4 a pattern
     tools = next(t for t in installed() if t.major == major)
-    for args in (grouped, several, single):
+    for args in (single, grouped, several):
         script = pgdump.dump_section(parse_url(db.url), "pre-data", tools=tools, extra_args=args)
         assert _created(script) == {t.qualified for t in kept}
+
+
+def test_names_that_share_prefixes_go_as_trees_and_others_one_a_pattern():
+    from services.common.catalog import Column, Table
+
+    def table(name: str) -> Table:
+        return Table(schema="public", name=name, oid=0, unlogged=False, is_partition=False,
+                     is_inheritance_child=False, bytes=0, row_estimate=0, owner="o", primary_key=(), int_key=None,
+                     columns=(Column("id", "integer", "", False, True, True),))
+    numbered = [table(f"t_{k}") for k in range(1, 20001)]
+    args = pgdump.exclude_args(numbered, numbered[:50])
+    assert len(args) == 40 and all(a.endswith(")") for a in args)  # 19,950 names, 500 a pattern
+    import random
+    rng = random.Random(7)
+    scattered = [table("".join(rng.choice("abcdefghijklmnopqrstuvwxyz_") for _ in range(rng.randint(8, 30))))
+                 for _ in range(2000)]
+    args = pgdump.exclude_args(scattered, scattered[:50])
+    assert len(args) == len({t.name for t in scattered[50:]}) and all(a.endswith('"') for a in args)
