@@ -357,6 +357,19 @@ def copy_into(dst: psycopg.Connection, source: common_pb2.Connection, snapshot: 
     return CopyStats(rows=max(rows, 0), bytes=total, seconds=time.monotonic() - t0, digest=digest)
 
 
+def read_digest(conn: psycopg.Connection, copy_out: sql.Composable, *,
+                cancel: threading.Event | None = None) -> tuple[int, str]:
+    """(rows, digest) of one COPY ... TO STDOUT run on `conn` in-process: the digest copy_into and
+    copy_direct take of the stream they copy, for a stream small enough not to need psql."""
+    counted: list[int] = []
+    chunks = read_copy(conn, copy_out, cancel=cancel, counted=counted)
+    try:
+        digest, _ = pump(chunks)
+    finally:
+        chunks.close()
+    return counted[0], digest
+
+
 def stream_digest(conn: common_pb2.Connection, copy_out: str, *, settings: list[str] | tuple[str, ...] = (),
                   cancel: threading.Event | None = None) -> str:
     """Digest of one COPY ... TO STDOUT run by psql on `conn`: the same digest copy_into takes of the

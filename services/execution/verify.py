@@ -11,7 +11,7 @@ from psycopg import sql
 from dbmigrate.v1 import common_pb2
 from services.common.catalog import Table
 from services.common.checksum import STREAM_HASH, Checksum, stream_hash, table_checksum
-from services.common.copy import PSQL_BYTES, copy_out_sql, pump, read_copy, stream_digest
+from services.common.copy import PSQL_BYTES, copy_out_sql, read_digest, stream_digest
 
 
 def result(table: Table, src: Checksum, dst: Checksum, seconds: float) -> common_pb2.TableResult:
@@ -70,13 +70,7 @@ def target_stream(dst: psycopg.Connection, table: Table, where: sql.Composable |
     with dst.transaction() if order_by else contextlib.nullcontext():
         if order_by:
             dst.execute("SET LOCAL enable_sort = off")  # read along the key's index, as the source did
-        counted: list[int] = []
-        chunks = read_copy(dst, copy_out, cancel=cancel, counted=counted)
-        try:
-            digest, _ = pump(chunks)
-        finally:
-            chunks.close()
-    return counted[0], digest
+        return read_digest(dst, copy_out, cancel=cancel)
 
 
 def verify_by_stream(table: Table, units: list, copied: dict[str, tuple[int, str, bool]], dst: psycopg.Connection,

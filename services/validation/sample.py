@@ -22,7 +22,7 @@ from psycopg import sql
 from dbmigrate.v1 import agents_pb2, common_pb2
 from services.common.catalog import Table, list_tables, select_tables
 from services.common.checksum import Checksum, row_expression, row_hash
-from services.common.copy import PSQL_BYTES, copy_direct, copy_in_sql, copy_into, copy_out_sql, pump, read_copy
+from services.common.copy import PSQL_BYTES, copy_direct, copy_in_sql, copy_into, copy_out_sql, read_digest
 from services.common.errors import Cancelled, DBMigrateError, DatabaseError
 from services.common.logs import redact
 from services.common.pg import connect, is_transient
@@ -442,14 +442,8 @@ class Sampler:
                 if not source:
                     for t in tables:
                         if t.qualified in streamed:
-                            counted: list[int] = []
-                            chunks = read_copy(conn, copy_out_sql(t, binary=self.streams[t.qualified][2]),
-                                               cancel=self.cancel, counted=counted)
-                            try:
-                                digest, _ = pump(chunks)
-                            finally:
-                                chunks.close()
-                            read_back[t.qualified] = (counted[0], digest)
+                            read_back[t.qualified] = read_digest(
+                                conn, copy_out_sql(t, binary=self.streams[t.qualified][2]), cancel=self.cancel)
                 return out
 
         with concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="compare") as pool:

@@ -176,8 +176,6 @@ def render_before_load(req: agents_pb2.ValidateRequest) -> common_pb2.RenderedSc
     include, exclude = list(req.options.include), list(req.options.exclude)
     src = Side(req.source, "source", export=True)
     try:
-        with connect(req.target, "target", autocommit=True, application_name="dbmigrate-verify-target") as c:
-            target_version = c.info.server_version
         source_digest = objects.digest(read_definitions(src, include, exclude, req.options))
         rendered, _ = render_source(req, src, include, exclude)
     finally:
@@ -185,7 +183,7 @@ def render_before_load(req: agents_pb2.ValidateRequest) -> common_pb2.RenderedSc
     if rendered is None:
         return None
     return common_pb2.RenderedSchema(source_digest=source_digest, rendered_digest=objects.digest(rendered),
-                                     target_version_num=target_version, objects=len(rendered))
+                                     target_version_num=req.discovery.target.version_num, objects=len(rendered))
 
 
 def _rendered_before(req: agents_pb2.VerifyRequest, pair: Pair, sdefs: dict, ddefs: dict) -> bool:
