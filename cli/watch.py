@@ -98,7 +98,8 @@ class EventPrinter:
                 texts = refreshed + [self._summary()]
             else:
                 texts = refreshed + texts
-        elif self.bars and kind in _PHASE_EVENTS | {"execution_finished"}:  # the tables' state at a milestone
+        elif (self.bars or self.progress.tables) and kind in _PHASE_EVENTS | {"execution_finished"}:
+            # the tables' state at a milestone (a large migration's answer may list none: all verified)
             texts = self.refresh(force=True) + ([self._summary()] if self.many else []) + texts
         elif self.bars:  # one table's indexes, a log line: the bars as they come
             texts = self.refresh() + texts
@@ -107,6 +108,14 @@ class EventPrinter:
             if one:
                 self.line(f"{stamp}  {one}")
         self._draw()
+
+    def view(self, wid: str) -> coordinator_pb2.MigrationRef:
+        """What the bars ask the coordinator for: with --tables, every table it names; otherwise what a
+        live view shows (every table of a small migration; of a large one, those being copied and
+        the failed ones: the summary counts the others)."""
+        if self.tables:
+            return coordinator_pb2.MigrationRef(id=wid, tables=coordinator_pb2.TABLES_ALL, table_filter=self.tables)
+        return coordinator_pb2.MigrationRef(id=wid, tables=coordinator_pb2.TABLES_AUTO)
 
     def refresh(self, force: bool = False) -> list[str]:
         """The coordinator's table states into the bars; without a terminal, the bar line of each
@@ -126,12 +135,14 @@ class EventPrinter:
             self._snapshot_cost = self._snapshot_at - now
         self.progress = m.progress
         lines = []
+        bars = {}
         for t in m.tables:
-            bar = self._bar(t.table)
+            bar = bars[t.table] = self._bar(t.table)
             bar.rows, bar.total_rows, bar.bytes, bar.status = t.rows, t.total_rows, t.bytes, t.status
             bar.rows_per_second, bar.eta_seconds = t.rows_per_second, t.eta_seconds
             if t.status != "pending" and self._shown(t.table):
                 lines.append(self._progress_line(bar))
+        self.bars = bars  # a table the answer no longer lists (verified, in a large migration) has no bar
         return lines
 
     def line(self, text: str) -> None:
@@ -249,11 +260,16 @@ def _answering(coord: Coordinator, wid: str, printer: EventPrinter, why: str) ->
     deadline = time.monotonic() + RECONNECT_SECONDS
     while True:
         try:
-            return coord.stub.GetMigration(coordinator_pb2.MigrationRef(id=wid), timeout=10)
+            return coord.stub.GetMigration(_state_only(wid), timeout=10)
         except grpc.RpcError as err:
             if err.code() not in _TRANSPORT or time.monotonic() > deadline:
                 raise coord.translate(err) from None
             time.sleep(1.0)
+
+
+def _state_only(wid: str) -> coordinator_pb2.MigrationRef:
+    """The migration without its tables: whether it settled, and where its events are."""
+    return coordinator_pb2.MigrationRef(id=wid, tables=coordinator_pb2.TABLES_NONE)
 
 
 def follow(coord: Coordinator, wid: str, printer: EventPrinter, *, from_seq: int = 0,
@@ -261,9 +277,9 @@ def follow(coord: Coordinator, wid: str, printer: EventPrinter, *, from_seq: int
     """Prints the events of `wid` after `from_seq` and follows live ones until the migration settles.
     A stream that breaks is opened again from the last event printed, so nothing is missed or twice."""
     last = from_seq
-    m = coord.call("GetMigration", coordinator_pb2.MigrationRef(id=wid))
+    m = coord.call("GetMigration", _state_only(wid))
     if printer.snapshot is None:
-        printer.snapshot = lambda: coord.call("GetMigration", coordinator_pb2.MigrationRef(id=wid))
+        printer.snapshot = lambda: coord.call("GetMigration", printer.view(wid))
     try:
         while True:
             settled = is_settled(m, stop_at_approval)
@@ -277,7 +293,7 @@ def follow(coord: Coordinator, wid: str, printer: EventPrinter, *, from_seq: int
                     last = ev.seq
                     if stop_at is None and not settled and ev.seq >= caught_up and \
                             ev.WhichOneof("payload") in _PHASE_EVENTS:
-                        m = coord.call("GetMigration", coordinator_pb2.MigrationRef(id=wid))
+                        m = coord.call("GetMigration", _state_only(wid))
                         if is_settled(m, stop_at_approval):
                             stop_at = m.last_seq
                     if stop_at is not None and ev.seq >= stop_at:

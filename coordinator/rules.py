@@ -5,14 +5,18 @@ carries the same answers to the CLI and the web page, which show them and derive
 """
 from __future__ import annotations
 
-from coordinator.state import END_PHASES, RUNNING_PHASES, Workflow
+import fnmatch
+
+from coordinator.state import END_PHASES, FINISHED, PART_UNITS, RUNNING_PHASES, TableState, Workflow
 from dbmigrate.v1 import coordinator_pb2, events_pb2 as P
 
 # Before the copy a cancel ends the migration at once; while it copies, the agent stops it.
 CANCEL_AT_ONCE = {P.CREATED, P.DISCOVERING, P.VALIDATING, P.PLANNING, P.AWAITING_APPROVAL}
 CANCELLABLE = CANCEL_AT_ONCE | {P.EXECUTING, P.SYNCING}
 ROLLBACK_FROM = {P.COMPLETED, P.FAILED, P.CANCELLED}
-FINISHED = {"copied", "verified"}
+# A live view (TABLES_AUTO) lists every table of a migration up to this many; beyond, one line a
+# table is no view: the tables being copied and the failed ones, beside the summary (progress).
+AUTO_ALL_TABLES = 50
 
 
 def rollback_allowed(wf: Workflow) -> bool:
@@ -49,25 +53,69 @@ def release_pending(wf: Workflow) -> bool:
 
 
 def progress(wf: Workflow) -> coordinator_pb2.Progress:
-    """The tables' progress summed; a finished table counts whole, whatever its estimate said."""
+    """The tables' progress summed (the fold keeps the sums); a finished table counts whole,
+    whatever its estimate said."""
     out = coordinator_pb2.Progress()
     if wf.compacted:  # summed when it settled
         out.ParseFromString(wf.summary)
         return out
-    parts = 0.0
-    for t in wf.tables.values():
-        out.rows += t.rows
-        out.total_rows += max(t.total_rows, t.rows)
-        out.bytes += t.bytes
-        out.total_bytes += max(t.total_bytes, t.bytes)
-        out.tables += 1
-        out.tables_done += t.status in FINISHED
-        out.tables_verified += t.status == "verified"
-        out.tables_failed += t.status == "failed"
-        out.tables_copying += t.status == "copying"
-        parts += 1.0 if t.status in FINISHED else min(t.rows / t.total_rows, 0.99) if t.total_rows else 0.0
-    out.percent = 100.0 if wf.phase == P.COMPLETED else round(100.0 * parts / out.tables, 1) if out.tables else 0.0
+    s = wf.totals
+    out.rows, out.total_rows, out.bytes, out.total_bytes = s.rows, s.total_rows, s.bytes, s.total_bytes
+    out.tables, out.tables_done, out.tables_verified = s.tables, s.done, s.verified
+    out.tables_failed, out.tables_copying = s.failed, s.copying
+    out.percent = 100.0 if wf.phase == P.COMPLETED else \
+        round(100.0 * s.parts / PART_UNITS / s.tables, 1) if s.tables else 0.0
     return out
+
+
+def verified(wf: Workflow) -> bool:
+    """COMPLETED and proven: the final verification found the target equal to the source's snapshot,
+    or (skipped by option) the execution proved every table as it copied it."""
+    if wf.phase != P.COMPLETED:
+        return False
+    if wf.verified_equal is not None:
+        return wf.verified_equal
+    return wf.options.skip_final_verify and wf.execution_verified
+
+
+_ACTIVE = frozenset({"copying", "copied"})
+_VIEWS = {
+    coordinator_pb2.TABLES_ALL: lambda t: True,
+    coordinator_pb2.TABLES_ACTIVE: lambda t: t.status in _ACTIVE,
+    coordinator_pb2.TABLES_FAILED: lambda t: t.status == "failed",
+    coordinator_pb2.TABLES_PENDING: lambda t: t.status == "pending",
+    coordinator_pb2.TABLES_DONE: lambda t: t.status in FINISHED,
+    coordinator_pb2.TABLES_AUTO: lambda t: t.status in _ACTIVE or t.status == "failed",
+}
+
+
+def name_filter(text: str):
+    """The test a table name passes for `text`: a glob (*, ?, [...]) on "schema.table", with or
+    without its quotes; otherwise a case-insensitive part of the name. Empty: every name."""
+    if not text:
+        return lambda name: True
+    if any(c in text for c in "*?["):
+        return lambda name: fnmatch.fnmatchcase(name, text) or fnmatch.fnmatchcase(name.replace('"', ""), text)
+    needle = text.lower()
+    return lambda name: needle in name.lower()
+
+
+def listed_tables(wf: Workflow, view: int, text: str = "", limit: int = 0) -> tuple[list[TableState], int]:
+    """The tables a GetMigration answer lists for `view` and the filter `text`, in the plan's order,
+    at most `limit` (0: all), and how many matched."""
+    if view == coordinator_pb2.TABLES_NONE:
+        return [], 0
+    if view == coordinator_pb2.TABLES_AUTO and wf.totals.tables <= AUTO_ALL_TABLES:
+        view = coordinator_pb2.TABLES_ALL
+    keep, named = _VIEWS.get(view, _VIEWS[coordinator_pb2.TABLES_ALL]), name_filter(text)
+    out, matched = [], 0
+    for name in wf.table_order:
+        t = wf.tables[name]
+        if keep(t) and named(name):
+            matched += 1
+            if not limit or len(out) < limit:
+                out.append(t)
+    return out, matched
 
 
 def fill(m: coordinator_pb2.Migration, wf: Workflow, secrets_missing: bool) -> None:
@@ -83,3 +131,4 @@ def fill(m: coordinator_pb2.Migration, wf: Workflow, secrets_missing: bool) -> N
         m.sync.ParseFromString(wf.sync)
     m.cutover = wf.cutover
     m.source_moved.extend(wf.source_moved)
+    m.verified = verified(wf)

@@ -24,25 +24,29 @@ def _require_id(wid: str) -> str:
     return wid
 
 
-def to_migration(wf: Workflow, engine: Engine, tables: bool = True) -> coordinator_pb2.Migration:
-    """The migration as clients show it; for a list without its per-table rows and steps (its
-    progress sums them), which a compacted state (a settled migration) no longer holds."""
-    if tables and wf.compacted:
+def to_migration(wf: Workflow, engine: Engine, view: int = coordinator_pb2.TABLES_ALL, table_filter: str = "",
+                 table_limit: int = 0) -> coordinator_pb2.Migration:
+    """The migration as clients show it, listing the tables `view` and `table_filter` choose (see
+    MigrationRef). Only TABLES_ALL lists the per-table steps ("indexes:schema.table") in steps_done;
+    a compacted state (a settled migration) has no per-table state left: only TABLES_NONE."""
+    if view != coordinator_pb2.TABLES_NONE and wf.compacted:
         raise ValueError(f"migration {wf.id}: its compacted state has no tables; Engine.get() replays it whole")
     c = wf.creation
+    every = view == coordinator_pb2.TABLES_ALL
     m = coordinator_pb2.Migration(
         id=wf.id, name=wf.name, phase=wf.phase, source=c.source, target=c.target, options=c.options,
         advisor=c.advisor.kind or common_pb2.RULES, risk=wf.risk, recommendation=wf.recommendation, error=wf.error,
         version=wf.version, last_seq=wf.last_seq, approval_comment=wf.approval_comment, deny_reason=wf.deny_reason,
         secrets_missing=engine.secrets_missing(wf), source_url=display_url(c.source), target_url=display_url(c.target),
-        steps_done=sorted(s for s in wf.steps_done if tables or not table_step(s)),
+        steps_done=sorted(s for s in wf.steps_done if every or not table_step(s)),
         rollback_pending=wf.rollback_pending)
     rules.fill(m, wf, m.secrets_missing)
     m.created_at.FromMicroseconds(wf.created_at)
     m.updated_at.FromMicroseconds(wf.updated_at)
     for phase, seconds in wf.timings():
         m.timings.add(phase=phase, seconds=round(seconds, 3))
-    for t in wf.table_list() if tables else ():
+    listed, m.tables_matched = rules.listed_tables(wf, view, table_filter, table_limit)
+    for t in listed:
         m.tables.add(table=t.table, rows=t.rows, bytes=t.bytes, total_rows=t.total_rows, total_bytes=t.total_bytes,
                      rows_per_second=t.rows_per_second, eta_seconds=t.eta_seconds, status=t.status, error=t.error,
                      parts_done=t.parts_done, parts=t.parts)
@@ -55,7 +59,9 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         self.engine = engine
 
     def _m(self, wf: Workflow) -> coordinator_pb2.Migration:
-        return to_migration(wf, self.engine)
+        """A command's answer: the migration with the tables a live view lists (every table of a
+        migration of up to 50; GetMigration with TABLES_ALL lists all of a larger one)."""
+        return to_migration(wf, self.engine, coordinator_pb2.TABLES_AUTO)
 
     async def CreateMigration(self, request, context):
         return self._m(self.engine.create(request))
@@ -64,7 +70,16 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         return self._m(self.engine.start(_require_id(request.id)))
 
     async def GetMigration(self, request, context):
-        return self._m(self.engine.get(_require_id(request.id)))
+        if request.tables not in coordinator_pb2.TableView.values():
+            raise InvalidInput(f"tables: {request.tables} is not a TableView (0-{max(coordinator_pb2.TableView.values())})")
+        if request.table_limit < 0:
+            raise InvalidInput("table_limit must not be negative")
+        if len(request.table_filter) > 1000:
+            raise InvalidInput("table_filter is longer than 1,000 characters")
+        wid = _require_id(request.id)
+        # Without tables a settled migration's compact state answers: no replay of its events.
+        wf = self.engine.require(wid) if request.tables == coordinator_pb2.TABLES_NONE else self.engine.get(wid)
+        return to_migration(wf, self.engine, request.tables, request.table_filter, request.table_limit)
 
     async def ListMigrations(self, request, context):
         if request.limit < 0:
@@ -74,7 +89,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
             states = states[:request.limit]
         # Without per-table rows: a history of migrations of 2,000 tables each would answer 130 KB a
         # migration, and take 60 ms a migration to build, at every poll of the web page's list.
-        return coordinator_pb2.ListMigrationsResponse(migrations=[to_migration(w, self.engine, tables=False)
+        return coordinator_pb2.ListMigrationsResponse(migrations=[to_migration(w, self.engine, coordinator_pb2.TABLES_NONE)
                                                                   for w in states])
 
     async def Approve(self, request, context):

@@ -41,6 +41,36 @@ class TableState:
     parts: int = 1
 
 
+FINISHED = frozenset({"copied", "verified"})
+PART_UNITS = 1_000_000  # a table's share of the progress, in millionths (integers: a sum kept exact)
+
+
+@dataclass(frozen=True)
+class Totals:
+    """The tables' progress summed, kept by the fold as each table changes (each change adds its
+    difference): answering GetMigration reads these instead of summing 20,000 tables each time."""
+    tables: int = 0
+    rows: int = 0
+    total_rows: int = 0
+    bytes: int = 0
+    total_bytes: int = 0
+    done: int = 0        # copied or verified
+    verified: int = 0
+    failed: int = 0
+    copying: int = 0
+    parts: int = 0       # finished tables whole, the others by rows against their estimate (PART_UNITS each)
+
+    def plus(self, t: "TableState", sign: int = 1) -> "Totals":
+        finished = t.status in FINISHED
+        share = PART_UNITS if finished else \
+            int(PART_UNITS * min(t.rows / t.total_rows, 0.99)) if t.total_rows > 0 else 0
+        return Totals(self.tables + sign, self.rows + sign * t.rows, self.total_rows + sign * max(t.total_rows, t.rows),
+                      self.bytes + sign * t.bytes, self.total_bytes + sign * max(t.total_bytes, t.bytes),
+                      self.done + sign * finished, self.verified + sign * (t.status == "verified"),
+                      self.failed + sign * (t.status == "failed"), self.copying + sign * (t.status == "copying"),
+                      self.parts + sign * share)
+
+
 @dataclass(frozen=True)
 class Workflow:
     """Everything the coordinator knows about one migration. Reports are kept serialized (immutable)."""
@@ -61,6 +91,8 @@ class Workflow:
     generation: bytes = b""
     execution: bytes = b""
     verification: bytes = b""
+    verified_equal: bool | None = None  # the last final verification's answer (None: none ran)
+    execution_verified: bool = False    # the execution proved every table it copied
     risk: int = 0
     recommendation: int = 0
     blockers: tuple[str, ...] = ()
@@ -79,6 +111,7 @@ class Workflow:
     tables_verified: Map = _EMPTY       # table -> True
     tables: Map = _EMPTY                # table -> TableState
     table_order: tuple[str, ...] = ()   # the plan's order (largest first), then any table seen later
+    totals: Totals = Totals()           # `tables` summed
     cancel_requested: bool = False
     rollback_pending: bool = False
     rolled_back: bool = False
@@ -193,9 +226,11 @@ def _micros(ev: events_pb2.WorkflowEvent) -> int:
 def _with_table(wf: Workflow, name: str, **changes) -> Workflow:
     t = wf.tables.get(name)
     if t is not None:
-        return replace(wf, tables=wf.tables.set(name, replace(t, **changes)))
-    return replace(wf, tables=wf.tables.set(name, replace(TableState(table=name), **changes)),
-                   table_order=wf.table_order + (name,))
+        new = replace(t, **changes)
+        return replace(wf, tables=wf.tables.set(name, new), totals=wf.totals.plus(t, -1).plus(new))
+    new = replace(TableState(table=name), **changes)
+    return replace(wf, tables=wf.tables.set(name, new), table_order=wf.table_order + (name,),
+                   totals=wf.totals.plus(new))
 
 
 # ---- one mutator per event type ----
@@ -235,9 +270,13 @@ def _plan_generated(wf, ev):
     # Named as the execution agent names them (quoted where PostgreSQL needs it).
     planned = [TableState(table=f"{quote_ident(t.schema)}.{quote_ident(t.name)}", total_rows=t.rows,
                           total_bytes=t.bytes, parts=max(1, t.parts)) for t in report.plan.tables]
+    tables = Map({t.table: t for t in planned})
+    totals = Totals()
+    for t in tables.values():  # a name the plan gave twice counts once, as in `tables`
+        totals = totals.plus(t)
     return replace(wf, generation=report.SerializeToString(), risk=report.risk,
                    recommendation=report.recommendation, blockers=tuple(blockers),
-                   tables=Map({t.table: t for t in planned}), table_order=tuple(t.table for t in planned),
+                   tables=tables, table_order=tuple(t.table for t in planned), totals=totals,
                    marks=_mark(wf, "planned", ev))
 
 
@@ -326,14 +365,17 @@ def _log(wf, ev):
 
 
 def _execution_finished(wf, ev):
-    return replace(wf, execution=ev.execution_finished.report.SerializeToString(), marks=_mark(wf, "executed", ev))
+    report = ev.execution_finished.report
+    return replace(wf, execution=report.SerializeToString(), execution_verified=report.verified,
+                   marks=_mark(wf, "executed", ev))
 
 
 def _verification_completed(wf, ev):
     report = ev.verification_completed.report
     moved = () if wf.options.online else tuple(f"{n.kind} {n.name}: {n.detail}" for n in report.notes
                                                if n.difference == "source_changed")
-    return replace(wf, verification=report.SerializeToString(), marks=_mark(wf, "verified", ev), source_moved=moved)
+    return replace(wf, verification=report.SerializeToString(), verified_equal=report.equal,
+                   marks=_mark(wf, "verified", ev), source_moved=moved)
 
 
 def _completed(wf, ev):

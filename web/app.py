@@ -19,6 +19,7 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from dbmigrate.v1 import coordinator_pb2
 from services.common.logs import redact
 from web import convert
 from web.configure import create_request
@@ -141,6 +142,27 @@ def _int_param(request: Request, key: str, default: int, minimum: int = 0, maxim
     return value
 
 
+# ?tables= of the status answers: which tables they list (the summary, `progress`, counts them all).
+TABLE_VIEWS = {"all": coordinator_pb2.TABLES_ALL, "auto": coordinator_pb2.TABLES_AUTO,
+               "none": coordinator_pb2.TABLES_NONE, "active": coordinator_pb2.TABLES_ACTIVE,
+               "failed": coordinator_pb2.TABLES_FAILED, "pending": coordinator_pb2.TABLES_PENDING,
+               "done": coordinator_pb2.TABLES_DONE}
+
+
+def _table_view(request: Request) -> dict[str, Any]:
+    """The tables a migration's answer lists: ?tables= (all by default; auto is what the page shows:
+    every table of a small migration, of a large one the running and the failed ones), ?filter= (a
+    part of the name, or a glob) and ?table_limit= (at most this many; 0: no limit)."""
+    name = (request.query_params.get("tables") or "all").strip().lower()
+    if name not in TABLE_VIEWS:
+        raise ApiError(400, f"query parameter tables={name[:40]!r} is not one of {', '.join(TABLE_VIEWS)}")
+    text = request.query_params.get("filter") or ""
+    if len(text) > 1000:
+        raise ApiError(400, "query parameter filter is longer than 1,000 characters")
+    return {"tables": TABLE_VIEWS[name], "table_filter": text.strip(),
+            "table_limit": _int_param(request, "table_limit", 0, 0, 1_000_000)}
+
+
 async def _current_id(request: Request, body: dict[str, Any] | None = None) -> str:
     """The migration a request is about: ?id=, the body's id, else the most recent one."""
     wid = request.query_params.get("id") or ""
@@ -209,13 +231,14 @@ async def list_migrations(request: Request) -> Response:
 @api
 async def get_migration(request: Request) -> Response:
     coordinator = request.app.state.coordinator
-    return _json(convert.migration_view(await coordinator.get(request.path_params["id"])))
+    return _json(convert.migration_view(await coordinator.get(request.path_params["id"], **_table_view(request))))
 
 
 @api
 async def status(request: Request) -> Response:
     coordinator = request.app.state.coordinator
-    return _json(convert.migration_view(await coordinator.get(await _current_id(request))))
+    view = _table_view(request)
+    return _json(convert.migration_view(await coordinator.get(await _current_id(request), **view)))
 
 
 def _command(action: str, field: str | None = None, required: bool = False):
@@ -260,7 +283,7 @@ async def reset(request: Request) -> Response:
         if err.status == 404 and not body.get("id") and not request.query_params.get("id"):
             return _json({"reset": True, "cancelled": None, "migration": None})
         raise
-    m = await coordinator.get(wid)
+    m = await coordinator.state(wid)
     cancelled = None
     if m.actions.cancel:
         m = await coordinator.cancel(wid, _text(body, "reason") or "reset from the web page")
@@ -275,7 +298,7 @@ async def logs(request: Request) -> Response:
     wid = await _current_id(request)
     after = _int_param(request, "after", 0)
     limit = _int_param(request, "limit", 1000, 1, 100000)
-    await coordinator.get(wid)  # 404 for an unknown id before reading anything
+    await coordinator.state(wid)  # 404 for an unknown id before reading anything
     lines: list[dict[str, Any]] = []
     last_seq = after
     async for ev in coordinator.events(wid, after, follow=False):
@@ -305,7 +328,7 @@ async def agent_report(request: Request) -> Response:
     coordinator: Coordinator = request.app.state.coordinator
     report = await coordinator.report(wid, agent)
     if not report.HasField(agent):
-        m = await coordinator.get(wid)
+        m = await coordinator.state(wid)
         raise ApiError(404, f"the {agent} report of migration {wid} is not there yet (the migration is "
                             f"{convert.phase_name(m.phase)})")
     return _json({"id": wid, "agent": agent, "report": convert.to_json(getattr(report, agent))})
@@ -316,7 +339,7 @@ def _sse(event: str, data: Any, event_id: int | None = None) -> str:
     return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
-async def _stream_start(request: Request, coordinator: Coordinator, wid: str):
+async def _stream_start(request: Request, coordinator: Coordinator, wid: str, view: dict[str, Any]):
     """Where the event stream begins (after the last event the browser saw, or now), and the
     migration's state; errors (unknown id, coordinator down) answer as JSON before the stream."""
     last_event_id = request.headers.get("last-event-id", "").strip()
@@ -328,7 +351,7 @@ async def _stream_start(request: Request, coordinator: Coordinator, wid: str):
         from_seq = -1
     current = None
     if wid:
-        current = await coordinator.get(wid)
+        current = await coordinator.get(wid, **view)
         if from_seq < 0:
             from_seq = current.last_seq
     elif from_seq < 0:
@@ -338,10 +361,12 @@ async def _stream_start(request: Request, coordinator: Coordinator, wid: str):
 
 @api
 async def events(request: Request) -> Response:
-    """Server-sent events from WatchEvents: `workflow_event` per event, `status` snapshots, `error`."""
+    """Server-sent events from WatchEvents: `workflow_event` per event, `status` snapshots (with the
+    tables ?tables=, ?filter= and ?table_limit= choose, as /api/workflow/status), `error`."""
     coordinator: Coordinator = request.app.state.coordinator
     wid = (request.query_params.get("id") or "").strip()
-    from_seq, current = await _stream_start(request, coordinator, wid)
+    view = _table_view(request)
+    from_seq, current = await _stream_start(request, coordinator, wid, view)
 
     async def stream():
         queue: asyncio.Queue = asyncio.Queue(maxsize=2000)
@@ -396,7 +421,7 @@ async def events(request: Request) -> Response:
                 if dirty and time.monotonic() - last_status >= STATUS_INTERVAL:
                     for w in sorted(dirty):
                         try:
-                            yield _sse("status", convert.migration_view(await coordinator.get(w)))
+                            yield _sse("status", convert.migration_view(await coordinator.get(w, **view)))
                         except ApiError as err:
                             yield _sse("error", {"error": err.message})
                             return

@@ -53,8 +53,15 @@ class Coordinator:
     async def create(self, request: coordinator_pb2.CreateMigrationRequest) -> coordinator_pb2.Migration:
         return await self._call("CreateMigration", request)
 
-    async def get(self, wid: str) -> coordinator_pb2.Migration:
-        return await self._call("GetMigration", coordinator_pb2.MigrationRef(id=wid))
+    async def get(self, wid: str, tables: int = coordinator_pb2.TABLES_ALL, table_filter: str = "",
+                  table_limit: int = 0) -> coordinator_pb2.Migration:
+        """The migration with the tables `tables` (a TableView) and the filter choose."""
+        return await self._call("GetMigration", coordinator_pb2.MigrationRef(
+            id=wid, tables=tables, table_filter=table_filter, table_limit=table_limit))
+
+    async def state(self, wid: str) -> coordinator_pb2.Migration:
+        """The migration without its tables (its phase, summary and actions): NotFound for an unknown id."""
+        return await self.get(wid, coordinator_pb2.TABLES_NONE)
 
     async def list(self, limit: int = 0) -> list[coordinator_pb2.Migration]:
         reply = await self._call("ListMigrations", coordinator_pb2.ListMigrationsRequest(limit=limit))

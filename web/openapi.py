@@ -11,6 +11,21 @@ ID_QUERY = {"name": "id", "in": "query", "required": False, "schema": {"type": "
             "description": "migration id; without it, the most recent migration"}
 
 
+# Which tables a migration's answer lists (the summary, `progress`, counts them all; `tables_matched`
+# says how many the view and the filter chose).
+TABLE_VIEW_QUERY = [
+    {"name": "tables", "in": "query", "required": False,
+     "schema": {"type": "string", "enum": ["all", "auto", "none", "active", "failed", "pending", "done"]},
+     "description": "which tables to list (default all); auto: every table of a migration of up to 50, "
+                    "of a larger one the running and the failed ones"},
+    {"name": "filter", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 1000},
+     "description": "only tables whose schema.table contains this (any case), or matches it as a glob (*, ?, [...])"},
+    {"name": "table_limit", "in": "query", "required": False,
+     "schema": {"type": "integer", "minimum": 0, "maximum": 1000000},
+     "description": "list at most this many tables (0: no limit)"},
+]
+
+
 def _errors(*codes: int) -> dict[str, Any]:
     text = {400: "bad input", 401: "missing or wrong token", 404: "unknown migration or nothing there yet",
             409: "not allowed in the migration's current phase", 413: "body too large",
@@ -112,11 +127,13 @@ def openapi_document() -> dict[str, Any]:
                                         "responses": {**_ok(obj), **_errors(400)}}},
             "/api/migrations/{id}": {"get": {"summary": "one migration by id",
                                              "parameters": [{"name": "id", "in": "path", "required": True,
-                                                             "schema": {"type": "string", "maxLength": 64}}],
+                                                             "schema": {"type": "string", "maxLength": 64}},
+                                                            *TABLE_VIEW_QUERY],
                                              "responses": {**_ok(MIGRATION), **_errors(400, 404)}}},
             "/api/workflow/start": _command("start the migration", None),
             "/api/workflow/status": {"get": {"summary": "the migration: phase, steps, tables, allowed actions",
-                                             "parameters": [ID_QUERY], "responses": {**_ok(MIGRATION), **_errors(400, 404)}}},
+                                             "parameters": [ID_QUERY, *TABLE_VIEW_QUERY],
+                                             "responses": {**_ok(MIGRATION), **_errors(400, 404)}}},
             "/api/workflow/approve": _command("approve (only while AWAITING_APPROVAL)", "comment"),
             "/api/workflow/deny": _command("deny with a reason (only while AWAITING_APPROVAL)", "reason", True),
             "/api/workflow/cancel": _command("cancel a migration that has not ended", "reason"),
@@ -148,7 +165,8 @@ def openapi_document() -> dict[str, Any]:
                 "summary": "server-sent events: workflow_event (one per event), status (snapshots), error, end",
                 "parameters": [ID_QUERY, {"name": "from_seq", "in": "query", "required": False,
                                           "schema": {"type": "integer", "minimum": 0},
-                                          "description": "replay events after this global sequence; default: live only"}],
+                                          "description": "replay events after this global sequence; default: live only"},
+                               *TABLE_VIEW_QUERY],
                 "responses": {"200": {"description": "text/event-stream",
                                       "content": {"text/event-stream": {"schema": {"type": "string"}}}},
                               **_errors(400, 404)}}},

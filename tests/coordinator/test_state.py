@@ -6,7 +6,7 @@ import pytest
 from coordinator.eventlog import EventLog
 from coordinator.state import OutOfOrderEvent, UnknownEvent, apply, replay
 from coordinator.workflow import next_action
-from dbmigrate.v1 import agents_pb2, common_pb2, events_pb2 as E
+from dbmigrate.v1 import agents_pb2, common_pb2, coordinator_pb2, events_pb2 as E
 
 
 def ev(wid, version, **payload):
@@ -138,8 +138,8 @@ def test_settled_migrations_are_kept_compacted_and_replayed_whole_on_request(tmp
     engine._full["w3"] = (engine._full["w3"][0], engine._full["w3"][1] - workflow.FULL_IDLE_SECONDS)
     assert engine.drop_idle() == ["w3"] and list(engine._full) == ["w1"]
     assert engine.get("w3") == expected["w3"] and list(engine._full) == ["w1", "w3"]
-    listed = to_migration(w1, engine, tables=False)
-    assert listed == to_migration(expected["w1"], engine, tables=False)
+    listed = to_migration(w1, engine, coordinator_pb2.TABLES_NONE)
+    assert listed == to_migration(expected["w1"], engine, coordinator_pb2.TABLES_NONE)
     assert listed.progress.tables_verified == 1 and listed.progress.percent == 100 and not listed.tables
     with pytest.raises(ValueError):
         to_migration(w1, engine)  # the whole migration only from Engine.get

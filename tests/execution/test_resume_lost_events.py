@@ -68,3 +68,26 @@ def test_a_key_an_earlier_attempt_left_not_valid_is_validated_by_a_resumed_post_
     assert run(2, done).verified
     assert dst.scalar("SELECT convalidated FROM pg_constraint WHERE conname = 'events_account_fkey'") is True
     assert_identical(src.url, dst.url)
+
+
+def test_prepare_refuses_a_target_that_has_the_sources_tables_and_names_them(new_database):
+    """Before anything is written: a target holding tables the source has is refused (names quoted as
+    PostgreSQL needs them), unless the migration replaces them; excluded tables do not count."""
+    import pytest
+    from services.common.errors import FailedPrecondition
+
+    src, dst = new_database("ptsrc"), new_database("ptdst")
+    src.execute('CREATE SCHEMA "Sales"; CREATE TABLE "Sales"."Order Lines" (id int); CREATE TABLE public.keep (id int);'
+                "CREATE TABLE public.other (id int)")
+    dst.execute('CREATE SCHEMA "Sales"; CREATE TABLE "Sales"."Order Lines" (id int); CREATE TABLE public.other (x int)')
+    opts = common_pb2.MigrationOptions(jobs=2)
+    with pytest.raises(FailedPrecondition) as refused:
+        prepare(agents_pb2.PrepareRequest(source=src.conn, target=dst.conn, options=opts))
+    assert "already has 2 of the source's tables" in str(refused.value)
+    assert '"Sales"."Order Lines"' in str(refused.value) and "public.other" in str(refused.value)
+    opts.exclude.append("public.other")
+    with pytest.raises(FailedPrecondition) as refused:
+        prepare(agents_pb2.PrepareRequest(source=src.conn, target=dst.conn, options=opts))
+    assert "already has 1 of the source's tables" in str(refused.value)
+    opts.on_target_not_empty = common_pb2.REPLACE
+    assert not prepare(agents_pb2.PrepareRequest(source=src.conn, target=dst.conn, options=opts)).baseline.empty

@@ -204,6 +204,32 @@ def test_events_stream_carries_log_lines_and_status_snapshots(client, double_sta
     assert_no_secret(json.dumps(seen))
 
 
+def test_status_lists_the_tables_the_view_asks_for(client, double_stack):
+    """The page asks for what it shows (a live view, a filter, at most 200 rows); the summary counts
+    every table whatever is listed, and the stream's status snapshots list the same view."""
+    wid = configure(client, start=True).json()["id"]
+    wait_phase(client, wid, {"AWAITING_APPROVAL"})
+    assert client.post("/api/workflow/approve", json={"id": wid}).status_code == 200
+    done = wait_phase(client, wid, {"COMPLETED"})
+    assert len(done["tables"]) == done["tables_matched"] == done["progress"]["tables"] == 6  # all by default
+    assert done["verified"] is True
+    one = client.get("/api/workflow/status", params={"id": wid, "filter": "T3"}).json()  # part of a name, any case
+    assert [t["table"] for t in one["tables"]] == ["public.t3"] and one["progress"]["tables"] == 6
+    two = client.get("/api/workflow/status", params={"id": wid, "filter": "public.t[12]", "table_limit": 1}).json()
+    assert len(two["tables"]) == 1 and two["tables_matched"] == 2
+    assert client.get("/api/workflow/status", params={"id": wid, "tables": "failed"}).json()["tables"] == []
+    none = client.get(f"/api/migrations/{wid}", params={"tables": "none"}).json()
+    assert none["tables"] == [] and none["progress"]["tables_verified"] == 6 and none["phase"] == "COMPLETED"
+    error_of(client.get("/api/workflow/status", params={"id": wid, "tables": "most"}), 400)
+    error_of(client.get("/api/workflow/status", params={"id": wid, "table_limit": "-1"}), 400)
+    with httpx.Client(base_url=web_url(double_stack), timeout=30) as sse:
+        with sse.stream("GET", "/api/events", params={"id": wid, "tables": "all", "filter": "t5"}) as stream:
+            for line in stream.iter_lines():
+                if line.startswith("data: ") and '"phase"' in line:
+                    assert [t["table"] for t in json.loads(line[6:])["tables"]] == ["public.t5"]
+                    break
+
+
 def test_no_password_or_api_key_in_any_answer(client, double_stack):
     created = configure(client, advisor={"kind": "h2ogpte", "address": "https://h2o.example", "api_key": API_KEY,
                                          "model": "auto"}, start=True)

@@ -288,7 +288,7 @@ async function showMigration(id) {
   state.justCreated = null;
   let m;
   try {
-    m = await api(`/api/workflow/status?id=${encodeURIComponent(id)}`);
+    m = await api(`/api/workflow/status?id=${encodeURIComponent(id)}&${tableQuery()}`);
   } catch (e) {
     $("migration").hidden = true;
     notice(e.status === 404 ? `Migration ${id} does not exist (any more). Pick one on the left or create a new one.` : e.message, "error");
@@ -308,7 +308,7 @@ async function showMigration(id) {
 
 function openEvents(id) {
   closeEvents();
-  const es = new EventSource(`/api/events?id=${encodeURIComponent(id)}&from_seq=${state.lastSeq}`);
+  const es = new EventSource(`/api/events?id=${encodeURIComponent(id)}&from_seq=${state.lastSeq}&${tableQuery()}`);
   state.events = es;
   es.addEventListener("open", () => { $("live").className = "live on"; $("live").textContent = "live"; });
   es.addEventListener("status", (e) => { if (state.id === id) renderMigration(JSON.parse(e.data)); });
@@ -460,8 +460,8 @@ function tableRow(t) {
 function renderProgress(m) {
   const p = m.progress;
   const card = $("progress-card");
-  card.hidden = !m.tables.length;
-  if (!m.tables.length) return;
+  card.hidden = !m.progress.tables;
+  if (!m.progress.tables) return;
   $("p-bar").style.width = `${p.percent}%`;
   $("p-bar").className = `fill ${m.phase === "COMPLETED" ? "ok" : (m.phase === "FAILED" ? "bad" : "")}`;
   $("p-bar-wrap").setAttribute("aria-valuenow", String(Math.round(p.percent)));
@@ -477,28 +477,36 @@ function renderProgress(m) {
   renderTimings(m);
 }
 
-// With thousands of tables, one row each is no view: show what runs and what failed (all when few),
-// with a filter by name; the summary above counts them all.
-const SHOW = {
-  all: () => true,
-  active: (t) => t.status === "copying" || t.status === "copied",
-  failed: (t) => t.status === "failed",
-  pending: (t) => t.status === "pending",
-  done: (t) => t.status === "copied" || t.status === "verified",
-};
+// With thousands of tables, one row each is no view: the coordinator lists what runs and what failed
+// (all when few), or what the select and the filter ask for; the summary above counts them all.
 const MAX_ROWS = 200;
-function renderTables(m) {
-  const needle = $("p-filter").value.trim().toLowerCase();
-  let mode = $("p-show").value;
-  if (mode === "auto") mode = m.tables.length <= 50 ? "all" : "auto";
-  const keep = mode === "auto" ? (t) => SHOW.active(t) || SHOW.failed(t) : SHOW[mode];
-  const chosen = m.tables.filter((t) => keep(t) && (!needle || t.table.toLowerCase().includes(needle)));
-  $("p-tables").innerHTML = chosen.slice(0, MAX_ROWS).map(tableRow).join("");
-  const more = chosen.length > MAX_ROWS ? ` (the first ${MAX_ROWS}: narrow the filter)` : "";
-  $("p-shown").textContent = `showing ${fmtInt(Math.min(chosen.length, MAX_ROWS))} of ${fmtInt(m.tables.length)} tables${more}`;
+function tableQuery() {
+  const filter = $("p-filter").value.trim();
+  return `tables=${encodeURIComponent($("p-show").value)}&table_limit=${MAX_ROWS}`
+    + (filter ? `&filter=${encodeURIComponent(filter)}` : "");
 }
-$("p-filter").addEventListener("input", () => { if (state.migration) renderTables(state.migration); });
-$("p-show").addEventListener("change", () => { if (state.migration) renderTables(state.migration); });
+function renderTables(m) {
+  const total = m.progress.tables;
+  $("p-tables").innerHTML = m.tables.map(tableRow).join("");
+  const more = m.tables_matched > m.tables.length ? ` (the first ${MAX_ROWS} of ${fmtInt(m.tables_matched)}: narrow the filter)` : "";
+  $("p-shown").textContent = `showing ${fmtInt(m.tables.length)} of ${fmtInt(total)} tables${more}`;
+}
+// Another view: the status at once, then the live stream asks for the same (from the last event seen).
+let viewTimer = null;
+function viewChanged() {
+  clearTimeout(viewTimer);
+  viewTimer = setTimeout(async () => {
+    const id = state.id;
+    if (!id) return;
+    try {
+      const m = await api(`/api/workflow/status?id=${encodeURIComponent(id)}&${tableQuery()}`);
+      if (state.id === id) renderMigration(m);
+    } catch (e) { /* the stream shows the coordinator's state */ }
+    if (state.id === id && state.events) openEvents(id);
+  }, 250);
+}
+$("p-filter").addEventListener("input", viewChanged);
+$("p-show").addEventListener("change", viewChanged);
 
 function renderTimings(m) {
   const rows = m.timings || [];
