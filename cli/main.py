@@ -209,9 +209,9 @@ def _print_json(message) -> None:
     print(render.to_json(message))
 
 
-def _whole(coord: Coordinator, wid: str) -> C.Migration:
+def _print_whole(coord: Coordinator, wid: str) -> None:
     """The migration with every table, for --json (a followed migration is asked without them)."""
-    return coord.call("GetMigration", C.MigrationRef(id=wid, tables=C.TABLES_ALL))
+    render.write_json(coord.call("GetMigration", C.MigrationRef(id=wid, tables=C.TABLES_ALL)), sys.stdout)
 
 
 def _create_request(args, start: bool) -> C.CreateMigrationRequest:
@@ -293,11 +293,10 @@ cmd_rollback = _simple("Rollback", lambda a: C.RollbackMigrationRequest(id=a.id,
 
 def cmd_status(coord: Coordinator, args) -> int:
     # The text shows the summary; the JSON is the whole migration, every table included.
-    m = coord.call("GetMigration", C.MigrationRef(id=args.id, tables=C.TABLES_ALL if args.json else C.TABLES_NONE))
-    if args.json:
-        _print_json(m)
+    if args.json:  # the whole migration, every table included
+        _print_whole(coord, args.id)
     else:
-        print(render.migration(m))
+        print(render.migration(coord.call("GetMigration", C.MigrationRef(id=args.id, tables=C.TABLES_NONE))))
     return EXIT_OK
 
 
@@ -336,7 +335,7 @@ def cmd_cutover(coord: Coordinator, args) -> int:
     from_seq = m.last_seq - 1
     m = follow(coord, m.id, printer, from_seq=from_seq, stop_at_approval=False)
     if args.json:
-        _print_json(_whole(coord, m.id))
+        _print_whole(coord, m.id)
     ok, _ = _completed_and_verified(coord, m, report=False)
     if ok:
         say(f"migration {m.id} COMPLETED: cut over and verified ({m.cutover})")
@@ -375,7 +374,7 @@ def cmd_migrate(coord: Coordinator, args) -> int:
             m = follow(coord, m.id, printer, from_seq=m.last_seq, stop_at_approval=False)
         else:
             if args.json:
-                _print_json(_whole(coord, m.id))
+                _print_whole(coord, m.id)
             why = ("the recommendation is " + rec) if args.approve else "--approve was not given"
             print(f"dbmigrate: migration {m.id} waits for approval (recommendation {rec}, risk "
                   f"{render.risk(m.risk)}); not approved automatically because {why}. Read `dbmigrate report "
@@ -384,7 +383,7 @@ def cmd_migrate(coord: Coordinator, args) -> int:
             return EXIT_NEEDS_APPROVAL
     ok, report = _completed_and_verified(coord, m, report=not args.json)
     if args.json:  # the whole migration, every table included
-        _print_json(_whole(coord, m.id))
+        _print_whole(coord, m.id)
     elif report is not None:
         print()
         print(render.verification(report.verification) if report.HasField("verification")

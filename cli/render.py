@@ -11,7 +11,37 @@ from services.common.text import human_bytes
 
 def to_json(message) -> str:
     """The protobuf JSON form (proto field names, defaults included) for scripts."""
-    return json.dumps(to_dict(message), indent=2, sort_keys=False)
+    return to_json_text(to_dict(message))
+
+
+def write_json(message, out, field: str = "tables") -> None:
+    """What print(to_json(message)) prints, with the repeated `field` converted one item at a time: a
+    migration of 20,000 tables as one dict and one string took the CLI from 32 to 115 MB."""
+    items = getattr(message, field)
+    head = type(message)()
+    head.CopyFrom(message)
+    head.ClearField(field)
+    rest = to_dict(head)
+    marker = "\u0000items\u0000"
+    rest[field] = marker
+    # In to_dict's order: the fields set, by number (`field` among them when it has items), then the rest.
+    first = [f.name for f, _ in message.ListFields() if f.name in rest]
+    whole = {name: rest[name] for name in first} | {k: v for k, v in rest.items() if k not in first}
+    before, after = to_json_text(whole).split(json.dumps(marker), 1)
+    out.write(before)
+    if not items:
+        out.write("[]")
+    else:
+        out.write("[\n")
+        for i, item in enumerate(items):
+            text = json.dumps(to_dict(item), indent=2)
+            out.write(("" if i == 0 else ",\n") + "\n".join("    " + line for line in text.splitlines()))
+        out.write("\n  ]")
+    out.write(after + "\n")
+
+
+def to_json_text(data: dict) -> str:
+    return json.dumps(data, indent=2, sort_keys=False)
 
 
 def to_dict(message) -> dict:

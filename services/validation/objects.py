@@ -16,7 +16,9 @@ default version) becomes a note, not a difference.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from psycopg import sql
 
@@ -46,13 +48,8 @@ def _skip(kind: str, options) -> bool:
     return bool((options.no_owner and kind in OWNER_KINDS) or (options.no_privileges and kind in PRIVILEGE_KINDS))
 
 
-def read_definitions(side, include, exclude, options) -> dict[tuple[str, str], str]:
-    """{(kind, display name): definition} for every compared schema object of one side.
-
-    A database of 2,000 tables has 18,000 such objects a side, nine kinds and few distinct
-    definitions among its columns, owners and privileges: each distinct string is kept once."""
-    out: dict[tuple[str, str], str] = {}
-    once: dict[str, str] = {}
+def _definitions(side, include, exclude, options) -> Iterator[tuple[str, str, str]]:
+    """(kind, display name, definition) of every compared schema object of one side, as read."""
     for kind, schema, rel, name, definition in side.each(_sql("objects.sql")):
         if rel is not None and not matches(schema, rel, include, exclude):
             continue
@@ -64,9 +61,43 @@ def read_definitions(side, include, exclude, options) -> dict[tuple[str, str], s
             display = name
         else:
             display = f"{quote_ident(schema)}.{quote_ident(name)}"
-        definition = definition or ""
+        yield kind, display, definition or ""
+
+
+def read_definitions(side, include, exclude, options) -> dict[tuple[str, str], str]:
+    """{(kind, display name): definition} for every compared schema object of one side.
+
+    A database of 2,000 tables has 18,000 such objects a side, nine kinds and few distinct
+    definitions among its columns, owners and privileges: each distinct string is kept once."""
+    out: dict[tuple[str, str], str] = {}
+    once: dict[str, str] = {}
+    for kind, display, definition in _definitions(side, include, exclude, options):
         out[(once.setdefault(kind, kind), display)] = once.setdefault(definition, definition)
     return out
+
+
+@dataclass(frozen=True)
+class Summed:
+    """Every compared schema object of one side, summed without keeping any: how many rows, and the
+    sum of each row's XXH3-128 (kind, name, definition) modulo 2^128, which does not depend on the
+    order the server returns them in. Equal sums stand for equal objects (odds of 2^-128 against
+    two different sets agreeing by chance); unequal ones send the caller to read_definitions."""
+    rows: int
+    sum: int
+
+
+def sum_definitions(side, include, exclude, options) -> Summed:
+    """read_definitions' objects as a Summed: one side of 20,000 tables (180,000 objects) held as a
+    map took about 60 MB; two equal sides need none of it."""
+    rows = total = 0
+    for kind, display, definition in _definitions(side, include, exclude, options):
+        h = stream_hash()
+        for part in (kind, display, definition):
+            h.update(part.encode())
+            h.update(b"\0")
+        total += h.intdigest()
+        rows += 1
+    return Summed(rows, total % (1 << 128))
 
 
 def read_values(side, include, exclude, options) -> dict[tuple[str, str], str]:

@@ -281,7 +281,8 @@ def compare_schemas(req: agents_pb2.VerifyRequest, pair: Pair, src: tuple[dict, 
     values, _ = objects.compare(svals, dvals)
     values, notes = _database_privileges(values)
     if pair.src.major == pair.dst.major:
-        diffs, ext_notes = objects.compare(sdefs, ddefs)
+        # Summed (objects.Summed) when both sides summed the same: no difference among the definitions.
+        diffs, ext_notes = ([], []) if isinstance(sdefs, objects.Summed) else objects.compare(sdefs, ddefs)
         return diffs + values, ext_notes + notes, "direct"
     method = f"rendered: the source's PostgreSQL {pair.src.major} schema as PostgreSQL {pair.dst.major} holds it"
     if _rendered_before(req, pair, sdefs, ddefs):
@@ -713,13 +714,21 @@ def verify(req: agents_pb2.VerifyRequest) -> common_pb2.VerifyReport:
     include, exclude = list(req.options.include), list(req.options.exclude)
     pair = _open_pair(req)
     try:
+        # On one major version both sides' definitions are first summed, not kept (objects.Summed):
+        # only sides that differ are read again, whole, to name the differences.
+        same = pair.src.major == pair.dst.major
+        read = objects.sum_definitions if same else objects.read_definitions
+
         def catalog(side: Side):
-            defs = objects.read_definitions(side, include, exclude, req.options)
+            defs = read(side, include, exclude, req.options)
             values = objects.read_values(side, include, exclude, req.options)
             with side.guard():
                 return (defs, values), table_names(side.conn, include, exclude)
 
         (sobj, snames), (dobj, dnames) = pair.both(catalog)
+        if same and sobj[0] != dobj[0]:
+            sdefs, ddefs = pair.both(lambda side: objects.read_definitions(side, include, exclude, req.options))
+            sobj, dobj = (sdefs, sobj[1]), (ddefs, dobj[1])
         diffs, notes, method = compare_schemas(req, pair, sobj, dobj, include, exclude)
         diffs, advanced = sequences_moved_on(req, diffs, dobj[1])
         notes += advanced
@@ -768,7 +777,8 @@ def verify(req: agents_pb2.VerifyRequest) -> common_pb2.VerifyReport:
     report.objects.extend(diffs)
     report.notes.extend(notes)
     report.tables.extend(tables)
-    compared = len(set(sobj[0]) | set(dobj[0]) | set(sobj[1]) | set(dobj[1]))
+    defs = sobj[0].rows if isinstance(sobj[0], objects.Summed) else len(set(sobj[0]) | set(dobj[0]))
+    compared = defs + len(set(sobj[1]) | set(dobj[1]))
     report.summary = summarize(diffs, tables, compared, notes)
     report.seconds = time.monotonic() - t0
     return report

@@ -1,6 +1,8 @@
 """The CLI without a working coordinator: usage errors, malformed input, an unreachable coordinator."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.cli.helpers import dbmigrate
@@ -93,3 +95,23 @@ def test_h2ogpte_needs_the_key_from_the_environment_not_a_flag():
 def test_report_accepts_only_the_five_agents():
     r = dbmigrate("report", "abc", "planner")
     r.assert_clean_error(2, "invalid choice")
+
+
+def test_the_whole_migration_prints_as_the_same_json_one_table_at_a_time():
+    """--json prints a migration of 20,000 tables converting one table at a time: the text is the
+    same as converting it whole."""
+    import io
+
+    from cli import render
+    from dbmigrate.v1 import coordinator_pb2
+
+    m = coordinator_pb2.Migration(id="abc", name='odd "name"', progress=coordinator_pb2.Progress(tables=3))
+    out = io.StringIO()
+    render.write_json(m, out)
+    assert out.getvalue() == render.to_json(m) + "\n"  # no table
+    for i in range(3):
+        m.tables.add(table=f'public."t {i}"', rows=i, status="verified", error="ü\n\"")
+    out = io.StringIO()
+    render.write_json(m, out)
+    assert out.getvalue() == render.to_json(m) + "\n"
+    assert json.loads(out.getvalue())["tables"][2]["table"] == 'public."t 2"'

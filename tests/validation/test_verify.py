@@ -58,6 +58,33 @@ def test_identical_databases_are_equal(new_database):
     assert report.seconds > 0
 
 
+def test_definitions_are_summed_whatever_order_the_server_returns_them_in():
+    """Both sides' objects are summed, not kept, on one major version: equal sets of objects give
+    equal sums in any order; one changed definition, one object more or one renamed does not."""
+    from services.validation import objects as ob
+
+    rows = [("table", "public", None, f"t{i}", f"def {i}") for i in range(50)] + \
+           [("column", "public", f"t{i}", "id", "integer NOT NULL") for i in range(50)]
+
+    class Side:
+        def __init__(self, rows):
+            self._rows = rows
+
+        def each(self, query):
+            return iter(self._rows)
+
+    opts = common_pb2.MigrationOptions()
+    summed = ob.sum_definitions(Side(rows), [], [], opts)
+    assert summed == ob.sum_definitions(Side(list(reversed(rows))), [], [], opts) and summed.rows == 100
+    assert summed.rows == len(ob.read_definitions(Side(rows), [], [], opts))
+    changed = rows[:-1] + [("column", "public", "t49", "id", "bigint NOT NULL")]
+    renamed = rows[:-1] + [("column", "public", "t49", "id2", "integer NOT NULL")]
+    for other in (changed, renamed, rows + [("index", "public", "t0", "i", "CREATE INDEX i")]):
+        assert ob.sum_definitions(Side(other), [], [], opts) != summed
+    assert ob.sum_definitions(Side(rows), ["public.t1"], [], opts).rows == \
+        len(ob.read_definitions(Side(rows), ["public.t1"], [], opts)) == 51  # the same filters as the map
+
+
 def test_known_differences_are_reported_exactly(new_database):
     src, dst = pair(new_database, BASE)
     dst.execute("""
