@@ -452,4 +452,22 @@ class Sampler:
 
 
 def validate(req: agents_pb2.ValidateRequest, cancel: threading.Event | None = None) -> common_pb2.ValidationReport:
+    if req.beside_discovery:
+        req = _with_own_readings(req)
     return Sampler(req, cancel).run()
+
+
+def _with_own_readings(req: agents_pb2.ValidateRequest) -> agents_pb2.ValidateRequest:
+    """A sample run beside discovery (ValidateRequest.beside_discovery) reads what it takes of the
+    discovery report itself: both servers' versions (whether to render the source's schema on the
+    target) and the first reading of the source's write counters (the window then spans this sample)."""
+    out = agents_pb2.ValidateRequest()
+    out.CopyFrom(req)
+    with connect(req.source, "source", autocommit=True, application_name="dbmigrate-validation") as src:
+        changed, _, at = reading(src)
+        out.discovery.source.version_num = src.info.server_version
+    with connect(req.target, "target", autocommit=True, application_name="dbmigrate-validation") as dst:
+        out.discovery.target.version_num = dst.info.server_version
+    activity = out.discovery.details.get_or_create_struct("source").get_or_create_struct("activity")
+    activity.get_or_create_struct("first").update({"tuples_changed": changed, "sampled_epoch": at})
+    return out

@@ -6,12 +6,15 @@ DBMIGRATE_<AGENT>_ADDR. Behaviour comes from environment variables:
   DOUBLE_BLOCKER (a finding code that makes the plan blocked), DOUBLE_JOURNAL (file: one line per unit copied),
   DOUBLE_DISCOVER_ERROR (a message: Discover fails with INVALID_ARGUMENT),
   DOUBLE_SERVE (which agents to stand in for, comma-separated; default all four),
-  DOUBLE_VALIDATE_SECONDS (0: how long Validate takes before it answers, without sending anything).
+  DOUBLE_VALIDATE_SECONDS (0: how long Validate takes before it answers, without sending anything),
+  DOUBLE_DISCOVER_SECONDS (0: how long Discover takes), DOUBLE_DISCOVER_BLOCKER (a finding code Discover
+  reports as a BLOCKER), DOUBLE_CALLS (file: a line per Discover and Validate call as it starts and ends).
 """
 from __future__ import annotations
 
 import asyncio
 import os
+import time
 
 from dbmigrate.v1 import agents_pb2, agents_pb2_grpc, common_pb2
 from services.common.config import listen_address
@@ -22,12 +25,25 @@ UNITS = int(os.environ.get("DOUBLE_UNITS", "20"))
 UNIT_SECONDS = float(os.environ.get("DOUBLE_UNIT_SECONDS", "0.05"))
 
 
+def _called(what: str) -> None:
+    calls = os.environ.get("DOUBLE_CALLS")
+    if calls:
+        with open(calls, "a") as f:
+            f.write(f"{time.monotonic():.3f} {what}\n")
+
+
 @service_errors(agents_pb2_grpc.DiscoveryServicer)
 class Discovery(agents_pb2_grpc.DiscoveryServicer):
     async def Discover(self, request, context):
+        _called("discover started")
+        await asyncio.sleep(float(os.environ.get("DOUBLE_DISCOVER_SECONDS", "0")))
         if os.environ.get("DOUBLE_DISCOVER_ERROR"):
             raise InvalidInput(os.environ["DOUBLE_DISCOVER_ERROR"])
-        return common_pb2.DiscoveryReport(summary=f"{UNITS} tables", advisor="rules",
+        findings = [common_pb2.Finding(code=os.environ["DOUBLE_DISCOVER_BLOCKER"], severity=common_pb2.BLOCKER,
+                                       message="blocked for the test")] if os.environ.get("DOUBLE_DISCOVER_BLOCKER") \
+            else []
+        _called("discover ended")
+        return common_pb2.DiscoveryReport(summary=f"{UNITS} tables", advisor="rules", findings=findings,
                                           tables=[common_pb2.TableInfo(schema="public", name=f"t{i}", row_estimate=10)
                                                   for i in range(UNITS)])
 
@@ -35,7 +51,16 @@ class Discovery(agents_pb2_grpc.DiscoveryServicer):
 @service_errors(agents_pb2_grpc.ValidationServicer)
 class Validation(agents_pb2_grpc.ValidationServicer):
     async def Validate(self, request, context):
-        await asyncio.sleep(float(os.environ.get("DOUBLE_VALIDATE_SECONDS", "0")))
+        how = "beside discovery" if request.beside_discovery else f"with {len(request.discovery.findings)} findings"
+        _called(f"validate started {how}")
+        try:
+            await asyncio.sleep(float(os.environ.get("DOUBLE_VALIDATE_SECONDS", "0")))
+        except asyncio.CancelledError:
+            _called(f"validate cancelled {how}")
+            raise
+        _called(f"validate ended {how}")
+        if any(f.severity == common_pb2.BLOCKER for f in request.discovery.findings):
+            return common_pb2.ValidationReport(passed=False, skipped=True, summary="not run: blocked")
         return common_pb2.ValidationReport(passed=True, summary="sample exact", rows_per_second=1000)
 
     async def Verify(self, request, context):

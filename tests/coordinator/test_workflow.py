@@ -106,6 +106,47 @@ def test_a_blocked_plan_cannot_be_approved(stack_factory):
     ch.close()
 
 
+def _calls(path) -> list[str]:
+    return [line.split(" ", 1)[1] for line in path.read_text().splitlines()]
+
+
+def test_the_sample_runs_beside_discovery_and_stands_when_nothing_blocks(stack_factory, tmp_path):
+    """The sample test migration starts with discovery (both mostly wait on the databases) and its
+    answer is kept once discovery found nothing blocking: one Validate call, and the migration
+    reaches approval after max(discovery, sample), not their sum."""
+    calls = tmp_path / "calls"
+    stack = stack_factory().start_doubles(DOUBLE_CALLS=str(calls), DOUBLE_DISCOVER_SECONDS="1.0",
+                                          DOUBLE_VALIDATE_SECONDS="1.0").start("coordinator")
+    ch, stub = stack.coordinator_stub()
+    t0 = time.monotonic()
+    m = wait_phase(stub, create(stub).id, "AWAITING_APPROVAL")
+    assert time.monotonic() - t0 < 1.8
+    seen = _calls(calls)
+    assert seen.index("validate started beside discovery") < seen.index("discover ended")
+    assert [c for c in seen if c.startswith("validate")] == ["validate started beside discovery",
+                                                              "validate ended beside discovery"]
+    report = stub.GetReport(C.GetReportRequest(id=m.id, agent="validation"), timeout=10)
+    assert report.validation.passed and report.validation.summary == "sample exact"
+    ch.close()
+
+
+def test_a_blocker_found_by_discovery_stops_the_sample_run_beside_it(stack_factory, tmp_path):
+    """Discovery found a blocker: the sample started beside it is stopped, and validation is asked
+    again with the report (the sample is not run past a blocker); its answer is the one recorded."""
+    calls = tmp_path / "calls"
+    stack = stack_factory().start_doubles(DOUBLE_CALLS=str(calls), DOUBLE_DISCOVER_SECONDS="0.3",
+                                          DOUBLE_VALIDATE_SECONDS="2.0", DOUBLE_DISCOVER_BLOCKER="TARGET_NOT_EMPTY") \
+        .start("coordinator")
+    ch, stub = stack.coordinator_stub()
+    m = wait_phase(stub, create(stub).id, "AWAITING_APPROVAL")
+    seen = _calls(calls)
+    assert "validate cancelled beside discovery" in seen and "validate ended beside discovery" not in seen
+    assert seen[-2:] == ["validate started with 1 findings", "validate ended with 1 findings"]
+    report = stub.GetReport(C.GetReportRequest(id=m.id, agent="validation"), timeout=10)
+    assert report.validation.skipped and report.validation.summary == "not run: blocked"
+    ch.close()
+
+
 def test_an_agent_error_fails_the_migration_with_its_message(stack_factory):
     stack = stack_factory().start_doubles(
         DOUBLE_DISCOVER_ERROR="source database u@h:5432/db: authentication failed for user 'u'; check the user and password"

@@ -599,3 +599,32 @@ def test_a_lock_table_too_small_for_the_relations_is_a_blocker_with_the_setting_
         {"source server", "target server"}
     few = inv(server=server(lockable_relations=2000, lock_slots=6400, max_locks_per_transaction=64))
     assert not by_code(find(few, small, OPTS, DUMP, {}), "LOCKS_TOO_FEW")
+
+
+def test_busy_sessions_are_named_but_not_dbmigrates_own(new_database):
+    """An application's busy session in the source is an ACTIVE_SESSIONS finding; DBMigrate's own
+    (the sample test migration reads the source while discovery runs) is not."""
+    import threading
+    import time
+
+    src, dst = new_database("busysrc"), new_database("busydst")
+    busy = threading.Event()
+
+    def session(name: str) -> None:
+        with psycopg.connect(src.url, application_name=name, autocommit=True) as c:
+            busy.wait(30)
+            c.execute("SELECT pg_sleep(1.5)")
+
+    ours = threading.Thread(target=session, args=("dbmigrate-validation",))
+    ours.start()
+    busy.set()
+    time.sleep(0.3)
+    report = discover(request(src, dst))
+    ours.join()
+    assert not by_code(report, "ACTIVE_SESSIONS")
+    theirs = threading.Thread(target=session, args=("billing-app",))
+    theirs.start()
+    time.sleep(0.3)
+    report = discover(request(src, dst))
+    theirs.join()
+    assert by_code(report, "ACTIVE_SESSIONS") and "1 other sessions were busy" in by_code(report, "ACTIVE_SESSIONS")[0].message
