@@ -32,7 +32,9 @@ DEADLINES = {"discover": 300, "validate": 1800, "generate": 300, "prepare": 300,
 # append (one fsync, which blocks this loop) per burst instead of one per event or two keeps the
 # coordinator from lagging behind the copy (2,000 small tables: 6,000 events in about 4 s).
 APPEND_LINGER = 0.02         # seconds
-RECENT_EVENTS = 2000         # events kept in memory for live watchers
+RECENT_EVENTS = 2000         # events kept in memory for live watchers...
+RECENT_BYTES = 4 << 20       # ...and at most this many bytes of them: the reports of a migration of 20,000
+                             # tables (execution, verification, completion) are 3.7 MB each
 FULL_KEPT = 2                # settled migrations kept whole in memory (the newest ended or read)...
 FULL_IDLE_SECONDS = 30.0     # ...until this long after they ended or were last read (then replayed on request)
 SYNC_POLL_SECONDS = 1.0      # how often the stream's state is sampled while SYNCING
@@ -167,7 +169,8 @@ class Engine:
         # The newest events, so that live watchers are fed from memory instead of one query each, kept
         # serialized (Stored): parsed, the reports among them would take six times their size; a
         # watcher further behind than the tail reads the log, 1,000 events a query.
-        self._recent: collections.deque[Stored] = collections.deque(maxlen=RECENT_EVENTS)
+        self._recent: collections.deque[Stored] = collections.deque()
+        self._recent_bytes = 0
 
     # ---- state ----
 
@@ -250,7 +253,7 @@ class Engine:
         self.states[wid] = wf
         self._full.pop(wid, None)
         self._settle(wf)
-        self._recent.extend(stored)
+        self._keep_recent(stored)
         waiter, self._new = self._new, asyncio.Event()
         waiter.set()
         for notify in self.listeners:
@@ -273,6 +276,15 @@ class Engine:
             if not follow:
                 return
             await waiter.wait()
+
+    def _keep_recent(self, stored: list[Stored]) -> None:
+        """The newest events into the tail, the oldest out beyond RECENT_EVENTS or RECENT_BYTES (a large
+        report leaves it soon: a watcher that wants it reads the log)."""
+        recent = self._recent
+        recent.extend(stored)
+        self._recent_bytes += sum(len(ev.data) for ev in stored)
+        while recent and (len(recent) > RECENT_EVENTS or self._recent_bytes > RECENT_BYTES):
+            self._recent_bytes -= len(recent.popleft().data)
 
     def _recent_after(self, seq: int, wid: str) -> list[Stored] | None:
         recent = self._recent

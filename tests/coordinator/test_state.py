@@ -154,3 +154,29 @@ def test_settled_migrations_are_kept_compacted_and_replayed_whole_on_request(tmp
     asyncio.run(rollback())
     w1 = engine.states["w1"]
     assert not w1.compacted and E.Phase.Name(w1.phase) == "ROLLING_BACK" and w1.table("public.t").rows == 10
+
+
+def test_the_in_memory_tail_for_watchers_keeps_few_bytes_and_watchers_still_get_every_event(tmp_path):
+    """Live watchers are fed from a tail of the newest events; a large report (a migration of 20,000
+    tables: 3.7 MB each) leaves the tail soon, and a watcher then reads it from the log: it still gets
+    every event once, in order."""
+    import asyncio
+    from coordinator import workflow
+    from coordinator.secrets import SecretStore
+
+    engine = workflow.Engine(EventLog(tmp_path / "e.db"), SecretStore(tmp_path / "s.json"), agents=None)
+    big = common_pb2.ExecutionReport(summary="x" * (3 * workflow.RECENT_BYTES // 4))
+
+    async def run():
+        events = happy_path("w1")
+        events[11] = ev("w1", 12, execution_finished=agents_pb2.ExecutionFinished(report=big))
+        events[13] = ev("w1", 14, migration_completed=E.MigrationCompleted(report=big))
+        for e in events:
+            e.ClearField("seq")
+            engine.append("w1", e)
+        return [s.seq async for s in engine.watch("w1", 0, follow=False)]
+
+    seqs = asyncio.run(run())
+    assert seqs == list(range(1, 15))
+    assert engine._recent_bytes == sum(len(s.data) for s in engine._recent) <= workflow.RECENT_BYTES
+    assert [s.seq for s in engine._recent] == [13, 14]  # the newest; the first large report left
