@@ -132,6 +132,9 @@ class ExecutionRun:
     def _run(self) -> common_pb2.ExecutionReport:
         rep, slot_snapshot = self._online_start() if self.opts.online else (None, "")
         exporter = connect(self.source, "source", application_name="dbmigrate-snapshot")
+        # pg_dump of pre-data, started as soon as the snapshot exists when no table is left out (it then
+        # needs no list of tables): it reads the source's catalog while this session reads it too.
+        early = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="pre-data-dump")
         try:
             exporter.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             if rep is not None:  # the slot's snapshot, exported again from here (it lives while this transaction does)
@@ -141,6 +144,10 @@ class ExecutionRun:
                     rep.close()
             snapshot = exporter.execute("SELECT pg_export_snapshot()").fetchone()[0]
             self.tools = pgtools.for_source(server_version_num(exporter))
+            pre_dump = None
+            if rep is None and not self.opts.include and not self.opts.exclude and "pre-data" not in self.steps_done:
+                pre_dump = early.submit(dump_section, self.source, "pre-data", tools=self.tools, snapshot=snapshot,
+                                        extra_args=[], **dump_flags(self.opts))
             self.source_writes = table_writes(exporter)  # what changes after this is the source's drift
             all_tables = list_tables(exporter)
             tables = select_tables(all_tables, list(self.opts.include), list(self.opts.exclude))
@@ -161,7 +168,7 @@ class ExecutionRun:
                     return pool.submit(dump_section, self.source, "post-data", tools=self.tools, snapshot=snapshot,
                                        extra_args=excluded, **dump_flags(self.opts))
                 if "pre-data" not in self.steps_done:
-                    post_script = self._pre_data(snapshot, tables, excluded, dump_post)
+                    post_script = self._pre_data(snapshot, tables, excluded, dump_post, pre_dump)
                 else:
                     post_script = dump_post()
                 post = parse_post_data(post_script.result())
@@ -225,6 +232,7 @@ class ExecutionRun:
                                             + ("created: the source's writes since the snapshot stream to the target"
                                                if made else "already there"), t0)
         finally:
+            early.shutdown(wait=True)  # a pre-data dump left running (an error before its use) ends first
             try:
                 exporter.rollback()
             finally:
@@ -273,8 +281,10 @@ class ExecutionRun:
                 future.result()
 
     def _pre_data(self, snapshot: str, tables: list[Table], excluded: list[str],
-                  after_dump: Callable[[], concurrent.futures.Future]) -> concurrent.futures.Future:
-        """Applies pre-data; returns what `after_dump`, called once pg_dump of pre-data has ended, returned."""
+                  after_dump: Callable[[], concurrent.futures.Future],
+                  dumped: concurrent.futures.Future | None = None) -> concurrent.futures.Future:
+        """Applies pre-data (pg_dump's script, or the one `dumped` gives, started earlier); returns what
+        `after_dump`, called once pg_dump of pre-data has ended, returned."""
         t0 = self._begin("pre-data")
         baseline = self.req.baseline
         with connect(self.target, "target", autocommit=True) as dst:
@@ -287,8 +297,9 @@ class ExecutionRun:
                 for t in tables:
                     dst.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(sql.Identifier(t.schema, t.name)))
         t_dump = time.monotonic()
-        script = dump_section(self.source, "pre-data", tools=self.tools, snapshot=snapshot, extra_args=excluded,
-                              **dump_flags(self.opts))
+        script = dumped.result() if dumped is not None else \
+            dump_section(self.source, "pre-data", tools=self.tools, snapshot=snapshot, extra_args=excluded,
+                         **dump_flags(self.opts))
         t_apply = time.monotonic()
         started = after_dump()
         apply_schema(self.target, tolerant_pre_data(script), "pre-data schema (pg_dump --section=pre-data)")
