@@ -460,13 +460,12 @@ class Engine:
             task.cancel()
         self._drop_beside(wid)
 
-    def _drop_beside(self, wid: str) -> asyncio.Task | None:
-        """Cancels the sample started beside discovery (the agent stops it; a later Validate of the
-        workflow waits until it has); returns it, for the caller to wait on."""
+    def _drop_beside(self, wid: str) -> None:
+        """Cancels the sample started beside discovery: the agent stops it, and a later Validate of
+        the workflow waits in the agent until it has (services.common.exclusive)."""
         task = self._beside.pop(wid, None)
         if task is not None and not task.done():
             task.cancel()
-        return task
 
     async def stop(self) -> None:
         for wid in list(self._beside):
