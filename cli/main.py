@@ -292,8 +292,7 @@ cmd_rollback = _simple("Rollback", lambda a: C.RollbackMigrationRequest(id=a.id,
 
 
 def cmd_status(coord: Coordinator, args) -> int:
-    # The text shows the summary; the JSON is the whole migration, every table included.
-    if args.json:  # the whole migration, every table included
+    if args.json:  # the whole migration, every table included; the text shows the summary
         _print_whole(coord, args.id)
     else:
         print(render.migration(coord.call("GetMigration", C.MigrationRef(id=args.id, tables=C.TABLES_NONE))))

@@ -71,7 +71,8 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
 
     async def GetMigration(self, request, context):
         if request.tables not in coordinator_pb2.TableView.values():
-            raise InvalidInput(f"tables: {request.tables} is not a TableView (0-{max(coordinator_pb2.TableView.values())})")
+            names = ", ".join(coordinator_pb2.TableView.keys())
+            raise InvalidInput(f"tables: {request.tables} is not a TableView (one of {names})")
         if request.table_limit < 0:
             raise InvalidInput("table_limit must not be negative")
         if len(request.table_filter) > 1000:
@@ -89,8 +90,8 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
             states = states[:request.limit]
         # Without per-table rows: a history of migrations of 2,000 tables each would answer 130 KB a
         # migration, and take 60 ms a migration to build, at every poll of the web page's list.
-        return coordinator_pb2.ListMigrationsResponse(migrations=[to_migration(w, self.engine, coordinator_pb2.TABLES_NONE)
-                                                                  for w in states])
+        return coordinator_pb2.ListMigrationsResponse(
+            migrations=[to_migration(w, self.engine, coordinator_pb2.TABLES_NONE) for w in states])
 
     async def Approve(self, request, context):
         return self._m(self.engine.approve(_require_id(request.id), request.comment))

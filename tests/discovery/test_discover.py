@@ -627,4 +627,5 @@ def test_busy_sessions_are_named_but_not_dbmigrates_own(new_database):
     time.sleep(0.3)
     report = discover(request(src, dst))
     theirs.join()
-    assert by_code(report, "ACTIVE_SESSIONS") and "1 other sessions were busy" in by_code(report, "ACTIVE_SESSIONS")[0].message
+    named = by_code(report, "ACTIVE_SESSIONS")
+    assert named and "1 other sessions were busy" in named[0].message
