@@ -140,7 +140,10 @@ class BenchStack:
         return self
 
     def pids(self) -> list[int]:
-        return [p.proc.pid for p in self.procs if p.alive]
+        """The services, then the processes they are forked from (services.common.launcher: the fork
+        server, whose memory they share, and multiprocessing's resource tracker)."""
+        helpers = [c.pid for c in psutil.Process().children() if "multiprocessing" in " ".join(c.cmdline())]
+        return [p.proc.pid for p in self.procs if p.alive] + helpers
 
     def stop(self) -> None:
         for p in reversed(self.procs):
@@ -163,13 +166,18 @@ def tree_memory(pids: list[int], by: dict[str, int] | None = None) -> tuple[int,
     several processes (the Python interpreter's and the libraries' code, about 26 MB per service
     here) once in each of them; PSS (proportional set size, from /proc/PID/smaps_rollup) divides it
     among them, so the sum of PSS is the memory the processes take together. `by` gets each tree's
-    PSS by its name."""
+    PSS by its name. A process in two trees counts once, in the first (the fork server's tree holds
+    the services)."""
     rss = pss = 0
+    seen: set[int] = set()
     for pid in pids:
         try:
             p = psutil.Process(pid)
             tree = 0
             for q in [p, *p.children(recursive=True)]:
+                if q.pid in seen:
+                    continue
+                seen.add(q.pid)
                 try:
                     m = q.memory_full_info()
                     rss += m.rss
@@ -179,7 +187,9 @@ def tree_memory(pids: list[int], by: dict[str, int] | None = None) -> tuple[int,
             pss += tree
             if by is not None:
                 cmd = p.cmdline()
-                name = cmd[cmd.index("-m") + 1] if "-m" in cmd else "dbmigrate CLI" if "dbmigrate" in " ".join(cmd) \
+                line = " ".join(cmd)
+                name = cmd[cmd.index("-m") + 1] if "-m" in cmd else "dbmigrate CLI" if "dbmigrate" in line \
+                    else "fork server" if "forkserver" in line else "resource tracker" if "resource_tracker" in line \
                     else os.path.basename(cmd[0]) if cmd else str(pid)
                 by[name] = max(by.get(name, 0), tree)
         except psutil.Error:

@@ -14,7 +14,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from services.common.config import DEFAULT_ADDRESSES, env_str
-from services.common.launcher import MODULES, ServiceProcess
+from services.common.launcher import INHERIT, MODULES, ServiceProcess, start_service
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,7 +65,7 @@ class Supervised:
         self.restarts = 0
 
     def start(self) -> None:
-        self.process.proc = subprocess.Popen([sys.executable, "-m", MODULES[self.name]], start_new_session=True)
+        self.process.proc = start_service(MODULES[self.name], dict(os.environ), INHERIT)
         self.started = time.monotonic()
         self.restart_at = None
 

@@ -16,7 +16,8 @@ SERVICES = ("coordinator", "discovery", "validation", "generation", "execution",
 
 
 def _child(parent: psutil.Process, module: str) -> psutil.Process | None:
-    for c in parent.children():
+    """The service running `module` under the stack (forked by its fork server: a grandchild)."""
+    for c in parent.children(recursive=True):
         try:
             if module in " ".join(c.cmdline()):
                 return c
