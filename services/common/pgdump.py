@@ -105,7 +105,7 @@ def known_settings(conn: common_pb2.Connection) -> frozenset[str]:
 
 _SET_LINE = re.compile(r"^SET (?P<name>[A-Za-z_][A-Za-z0-9_.]*) (?:=|TO) [^\n]*;\n?", re.M)
 _IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
-_ATTR_OPTIONS = re.compile(rf"^(?P<head>ALTER TABLE ONLY {_IDENT}\.{_IDENT} ALTER COLUMN {_IDENT} SET )"
+_ATTR_OPTIONS = re.compile(rf"^(?P<head>ALTER (?:FOREIGN )?TABLE ONLY {_IDENT}\.{_IDENT} ALTER COLUMN {_IDENT} SET )"
                            r"\((?P<opts>[^()\n]*)\);\n?", re.M)
 # The attribute options heap columns have (PostgreSQL 9.0 to 18); a server with others (a patched
 # build stamps its own) gets them dumped by a newer pg_dump, and no other server accepts them.
@@ -134,21 +134,51 @@ _HEADER = re.compile(r"^--\n-- (?:Data for )?Name: (?P<name>.*?); Type: (?P<type
 _META = re.compile(r"^\\(?:un)?restrict \S+$")
 
 
+# The settings pg_dump SETs once for the objects after it, each where it changes.
+_SESSION_SET = re.compile(r"^SET (default_tablespace|default_table_access_method|default_with_oids) = [^\n]*;$", re.M)
+
+
 def blocks(script: str) -> tuple[str, list[tuple[str, str, str]]]:
-    """(preamble, [(type, name, sql), ...]) from a pg_dump plain script, in dump order."""
+    """(preamble, [(type, name, sql), ...]) from a pg_dump plain script, in dump order.
+
+    pg_dump writes the SET of default_tablespace or default_table_access_method that an object
+    needs before that object's header comment, so after the previous object's statement: such SETs
+    start the block of the object they precede (which is where a block run on a session of its own
+    needs them)."""
     heads = list(_HEADER.finditer(script))
     preamble = script[: heads[0].start()] if heads else script
     out = []
+    carried: list[str] = []
     for i, h in enumerate(heads):
         end = heads[i + 1].start() if i + 1 < len(heads) else len(script)
         body = script[h.end(): end]
         lines = [ln for ln in body.splitlines() if not _META.match(ln)]
-        while lines and (not lines[-1].strip() or lines[-1].startswith("--")):  # the script's closing comment
-            lines.pop()
-        body = "\n".join(lines).strip()
+        ahead: list[str] = []  # the next object's SETs
+        while lines and (not lines[-1].strip() or lines[-1].startswith("--") or _SESSION_SET.fullmatch(lines[-1])):
+            line = lines.pop()  # blank lines, the script's closing comment, the next object's SETs
+            if _SESSION_SET.fullmatch(line):
+                ahead.insert(0, line)
+        body = "\n".join(carried + lines).strip()
+        carried = ahead
         if body:
             out.append((h.group("type"), h.group("name"), body))
     return preamble, out
+
+
+def session_set_lines(text: str) -> list[str]:
+    """Every SET of default_tablespace and the like in `text`, in order."""
+    return [m.group(0) for m in _SESSION_SET.finditer(text)]
+
+
+def session_sets(body: str) -> tuple[list[str], str]:
+    """A block's leading SETs of default_tablespace and the like (see blocks), and the rest of it."""
+    lines = body.splitlines()
+    sets = []
+    while lines and (_SESSION_SET.fullmatch(lines[0]) or not lines[0].strip()):
+        line = lines.pop(0)
+        if line.strip():
+            sets.append(line)
+    return sets, "\n".join(lines).strip()
 
 
 def preamble_settings(preamble: str) -> str:
@@ -160,7 +190,6 @@ def preamble_settings(preamble: str) -> str:
 # A pre-data script with more objects than this is applied by several sessions at once.
 PARALLEL_OBJECTS = 200
 SCHEMA_SESSIONS = 4
-_SESSION_SET = re.compile(r"^SET (default_tablespace|default_table_access_method|default_with_oids) = [^\n]*;$", re.M)
 
 
 def durable(c: psycopg.Connection) -> None:

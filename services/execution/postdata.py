@@ -39,6 +39,8 @@ def _run(c: psycopg.Connection, statements: list[Statement], resuming: bool) -> 
     ran = 0
     for st in statements:
         try:
+            if st.settings:
+                c.execute(st.settings)
             c.execute(st.sql)
             ran += 1
         except psycopg.Error as err:

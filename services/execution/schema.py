@@ -5,7 +5,7 @@ import re
 from pathlib import Path
 from dataclasses import dataclass, field
 
-from services.common.pgdump import blocks, preamble_settings
+from services.common.pgdump import blocks, preamble_settings, session_set_lines, session_sets
 
 _IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
 _QNAME = rf"{_IDENT}\.{_IDENT}"
@@ -23,6 +23,9 @@ class Statement:
     sql: str
     table: str | None = None   # schema.table as pg_dump quotes it, for per-table statements
     attach: bool = False       # ADD CONSTRAINT ... USING INDEX: after the table's index builds and check
+    # pg_dump's SETs in force where the statement stands in the dump (default_tablespace: the index of
+    # `CREATE INDEX` or of `ADD PRIMARY KEY` goes there), run before it on whichever session runs it.
+    settings: str = ""
 
     @property
     def beside_reads(self) -> bool:
@@ -52,7 +55,15 @@ def split_qualified(qname: str) -> tuple[str, str]:
 def parse_post_data(script: str) -> PostData:
     preamble, items = blocks(script)
     post = PostData(preamble=preamble_settings(preamble))
+    # Every statement carries the whole state (the preamble's SETs as pg_dump changes them): a
+    # worker's session may have run another statement's SETs before.
+    current = {line.split()[1]: line for line in session_set_lines(preamble)}
     for typ, name, body in items:
+        sets, body = session_sets(body)
+        for line in sets:
+            current[line.split()[1]] = line
+        if not body:
+            continue
         table = None
         if typ == "INDEX":
             m = _ON_TABLE.search(body)
@@ -62,7 +73,7 @@ def parse_post_data(script: str) -> PostData:
         elif typ == "CONSTRAINT":
             m = _ALTER_TABLE.search(body)
             table = m.group("t") if m else None
-        stmt = Statement(typ, name, body, table)
+        stmt = Statement(typ, name, body, table, settings="\n".join(current.values()))
         if typ in EARLY_TYPES and table:
             post.per_table.setdefault(table, []).append(stmt)
         else:
@@ -95,9 +106,9 @@ def split_validation(st: Statement) -> list[Statement]:
     body = st.sql.strip()
     if not m or not body.endswith(";") or re.search(r"\bNOT\s+VALID\s*;$", body):
         return [st]
-    return [Statement(st.type, st.name, body[:-1].rstrip() + " NOT VALID;", st.table),
+    return [Statement(st.type, st.name, body[:-1].rstrip() + " NOT VALID;", st.table, settings=st.settings),
             Statement(st.type, st.name, f"ALTER TABLE ONLY {m.group('t')} VALIDATE CONSTRAINT {m.group('c')};",
-                      st.table)]
+                      st.table, settings=st.settings)]
 
 
 _UNIQUE_SQL = (Path(__file__).parent / "sql" / "unique_constraints.sql").read_text()
@@ -144,10 +155,12 @@ def unique_via_index(post: PostData, indexes: dict[tuple[str, str, str], tuple[s
             indexdef, primary, deferrable, deferred = found
             kind = "PRIMARY KEY" if primary else "UNIQUE"
             timing = " DEFERRABLE INITIALLY DEFERRED" if deferred else " DEFERRABLE" if deferrable else ""
-            out.append(Statement("INDEX", st.name, indexdef + ";", st.table))
+            # The index where pg_dump's default_tablespace puts the constraint's (pg_get_indexdef
+            # leaves its tablespace out); the constraint then keeps it.
+            out.append(Statement("INDEX", st.name, indexdef + ";", st.table, settings=st.settings))
             out.append(Statement("CONSTRAINT", st.name, f"ALTER TABLE ONLY {m.group('t')} ADD CONSTRAINT "
                                                         f"{m.group('c')} {kind} USING INDEX {m.group('c')}{timing};",
-                                 st.table, attach=True))
+                                 st.table, attach=True, settings=st.settings))
             n += 1
         post.per_table[key] = out
     return n

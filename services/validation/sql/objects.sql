@@ -10,7 +10,12 @@
 -- Objects owned by extensions and the system schemas are skipped.
 WITH rels AS (
     SELECT c.oid, c.relname, c.relkind, c.relpersistence, n.nspname, c.relowner, c.relacl,
-           c.relrowsecurity, c.relforcerowsecurity, c.relispartition
+           c.relrowsecurity, c.relforcerowsecurity, c.relispartition,
+           -- where and how its rows are stored: the access method (none for a partitioned table
+           -- before PostgreSQL 17) and a tablespace other than the database's default
+           coalesce(', access method ' || (SELECT a.amname FROM pg_am a WHERE a.oid = c.relam), '')
+           || coalesce(', tablespace ' || (SELECT quote_ident(t.spcname) FROM pg_tablespace t
+                                           WHERE t.oid = c.reltablespace), '') AS storage
       FROM pg_class c
       JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
@@ -56,7 +61,8 @@ SELECT 'table' AS kind, r.nspname::text AS schema, r.relname::text AS relation, 
        CASE r.relkind WHEN 'p' THEN 'partitioned table' ELSE 'table' END
        || CASE r.relpersistence WHEN 'u' THEN ', unlogged' ELSE '' END
        || CASE WHEN r.relrowsecurity THEN ', row level security' ELSE '' END
-       || CASE WHEN r.relforcerowsecurity THEN ' (forced)' ELSE '' END AS definition
+       || CASE WHEN r.relforcerowsecurity THEN ' (forced)' ELSE '' END
+       || r.storage AS definition
   FROM rels r
  WHERE r.relkind IN ('r', 'p')
 
@@ -87,6 +93,8 @@ SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = r.oid) A
 UNION ALL
 -- indexes of tables and materialized views
 SELECT 'index', r.nspname, r.relname, i.relname, pg_get_indexdef(x.indexrelid)
+       || coalesce(' TABLESPACE ' || (SELECT quote_ident(t.spcname) FROM pg_tablespace t
+                                      WHERE t.oid = i.reltablespace), '')
   FROM rels r
   JOIN pg_index x ON x.indrelid = r.oid
   JOIN pg_class i ON i.oid = x.indexrelid
@@ -124,7 +132,7 @@ SELECT 'trigger', r.nspname, r.relname, t.tgname,
 UNION ALL
 -- views and materialized views
 SELECT CASE r.relkind WHEN 'v' THEN 'view' ELSE 'materialized_view' END, r.nspname, r.relname, r.relname,
-       pg_get_viewdef(r.oid)
+       pg_get_viewdef(r.oid) || CASE r.relkind WHEN 'm' THEN r.storage ELSE '' END
   FROM rels r
  WHERE r.relkind IN ('v', 'm')
 
