@@ -4,7 +4,7 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Iterator, NamedTuple
 
 if TYPE_CHECKING:  # only annotations: the generation agent plans from catalogs without a driver loaded
     import psycopg
@@ -103,6 +103,21 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+_NEEDLESSLY_QUOTED = None
+
+
+def version_stable(text: str) -> str:
+    """`text` (names as a server's quote_ident or regprocedure wrote them) with every quoted name that
+    needs its quotes only as a keyword written bare: which words are keywords changes between major
+    versions (json is one from PostgreSQL 16 on, so 15 writes json and 18 "json"), and a name read on
+    two servers must compare equal. For comparison keys, not for SQL."""
+    global _NEEDLESSLY_QUOTED
+    if _NEEDLESSLY_QUOTED is None:
+        import re
+        _NEEDLESSLY_QUOTED = re.compile(r'(?<!")"([a-z_][a-z0-9_$]*)"(?!")')
+    return _NEEDLESSLY_QUOTED.sub(r"\1", text) if '"' in text else text
+
+
 _RESERVED = {"all", "analyse", "analyze", "and", "any", "array", "as", "asc", "asymmetric", "both", "case", "cast",
              "check", "collate", "column", "constraint", "create", "current_catalog", "current_date",
              "current_role", "current_time", "current_timestamp", "current_user", "default", "deferrable", "desc",
@@ -166,6 +181,37 @@ def table_names(conn: psycopg.Connection, include=(), exclude=()) -> list[tuple[
     start = query.index("\n  FROM pg_class c")  # tables.sql's own FROM and WHERE: one definition of a table
     rows = conn.execute("SELECT n.nspname, c.relname" + query[start:query.index("\n ORDER BY", start)])
     return [(schema, name) for schema, name in rows if matches(schema, name, include, exclude)]
+
+
+class Named(NamedTuple):
+    schema: str
+    name: str
+
+
+# Every partitioned table with everything under it (itself included), at any depth.
+_PARTITION_TREES = """WITH RECURSIVE tree(root, rel) AS (
+    SELECT c.oid, c.oid FROM pg_class c WHERE c.relkind = 'p'
+    UNION ALL
+    SELECT t.root, i.inhrelid FROM tree t JOIN pg_inherits i ON i.inhparent = t.rel)
+SELECT rn.nspname, r.relname, ln.nspname, l.relname, l.relkind::text
+  FROM tree
+  JOIN pg_class r ON r.oid = tree.root JOIN pg_namespace rn ON rn.oid = r.relnamespace
+  JOIN pg_class l ON l.oid = tree.rel JOIN pg_namespace ln ON ln.oid = l.relnamespace"""
+
+
+def left_out_parents(conn: psycopg.Connection, include=(), exclude=()) -> list[Named]:
+    """The partitioned tables to leave out with the tables the patterns leave out (list_tables gives
+    only tables that hold rows): those the patterns do not select and none of whose partitions they
+    select. pg_dump would create them, empty; a partition that is kept needs its parent."""
+    if not include and not exclude:
+        return []
+    below: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for root_schema, root, schema, name, kind in conn.execute(_PARTITION_TREES):
+        under = below.setdefault((root_schema, root), [])
+        if kind != "p":
+            under.append((schema, name))
+    return [Named(s, n) for (s, n), under in sorted(below.items())
+            if not matches(s, n, include, exclude) and not any(matches(a, b, include, exclude) for a, b in under)]
 
 
 def select_tables(tables: list[Table], include=(), exclude=()) -> list[Table]:

@@ -110,12 +110,20 @@ def _none_installed() -> FailedPrecondition:
                               "postgresql-client)")
 
 
-def for_source(version_num: int) -> ClientTools:
-    """The pg_dump to dump a server of `version_num` (server_version_num) with."""
+def for_source(version_num: int, target_version_num: int = 0) -> ClientTools:
+    """The pg_dump to dump a server of `version_num` (server_version_num) with, for a target server of
+    `target_version_num` when known: the target's own when it is newer and installed (what
+    PostgreSQL's upgrade advice says: a newer pg_dump quotes the newer server's keywords, such as
+    system_user from 16 on, and writes only what that server accepts), else the source's, else the
+    oldest newer one."""
     tools = installed()
     if not tools:
         raise _none_installed()
     major = major_of(version_num)
+    if target_version_num and major_of(target_version_num) > major:
+        newer = [t for t in tools if t.major == major_of(target_version_num)]
+        if newer:
+            return newer[-1]
     fit = [t for t in tools if t.major >= major]
     if not fit:
         have = ", ".join(f"{t.version} ({t.bin_dir})" for t in tools)

@@ -24,7 +24,8 @@ _NEEDED_SQL = (Path(__file__).parent / "sql" / "roles_needed.sql").read_text()
 @dataclass(frozen=True)
 class Role:
     name: str
-    reasons: tuple[str, ...]          # owner, grantee, default_privileges, policy, user_mapping, regrole_value
+    reasons: tuple[str, ...]          # owner, grantee, default_privileges, policy, user_mapping, regrole_value,
+                                      # database_setting
     objects_owned: int
     superuser: bool
     inherit: bool

@@ -31,11 +31,11 @@ DETAILS_LIMIT = 500
 COUNT_TIMEOUT = "120s"
 
 
-def _pg_dump(source_version_num: int) -> tuple[int, int, str] | None:
-    """(major, minor, text) of the pg_dump the migration would use for this source; the newest installed
-    when none is new enough (PG_DUMP_TOO_OLD says so); None when none is installed (PG_DUMP_MISSING)."""
+def _pg_dump(source_version_num: int, target_version_num: int) -> tuple[int, int, str] | None:
+    """(major, minor, text) of the pg_dump the migration would use for this source and target; the newest
+    installed when none is new enough (PG_DUMP_TOO_OLD says so); None when none is installed (PG_DUMP_MISSING)."""
     try:
-        tools = pgtools.for_source(source_version_num)
+        tools = pgtools.for_source(source_version_num, target_version_num)
     except DBMigrateError:
         if not pgtools.installed():
             return None
@@ -172,7 +172,7 @@ def discover(req: agents_pb2.DiscoverRequest) -> common_pb2.DiscoveryReport:
             selected = [t for t in source_inv["tables"]
                         if matches(t["schema"], t["name"], list(opts.include), list(opts.exclude))]
             target_rows = count_target_rows(dst, selected, target_inv)
-    dump = _pg_dump(int(source_inv["server"].get("version_num") or 0))
+    dump = _pg_dump(int(source_inv["server"].get("version_num") or 0), int(target_inv["server"].get("version_num") or 0))
 
     report = common_pb2.DiscoveryReport(source=server_info(source_inv), target=server_info(target_inv),
                                         pg_dump_version=dump[2] if dump else "")

@@ -113,6 +113,7 @@ def find(source_inv: dict, target_inv: dict, options, pg_dump_version: tuple | N
     _roles(out, source_inv, target_inv, options)
     _choices(out, source_inv, options)
     _database_privileges(out, src, tgt, options)
+    _database_settings(out, source_inv, target_inv)
     _requirements(out, source_inv, target_inv, names)
     _objects(out, source_inv, names)
     online = options is not None and options.online
@@ -382,19 +383,21 @@ def _roles(out: _Findings, source_inv: dict, target_inv: dict, options) -> None:
     missing = [(r, why) for r, why in missing if why]
     words = {"owner": "owns {n} objects", "grantee": "is granted privileges", "policy": "is named in policies",
              "default_privileges": "sets or receives default privileges", "user_mapping": "has a user mapping",
-             "regrole_value": "is stored in regrole columns"}
+             "regrole_value": "is stored in regrole columns",
+             "database_setting": "has settings of its own in the database (ALTER ROLE ... IN DATABASE ... SET)"}
     for r, why in missing:
         does = ", ".join(words[w].format(n=r.objects_owned) for w in why if w in words)
         if create:
             continue
-        policy = bool({"policy", "user_mapping", "regrole_value"} & set(why))
+        policy = bool({"policy", "user_mapping", "regrole_value", "database_setting"} & set(why))
         out.add("ROLE_MISSING", BLOCKER, f"role {r.name}",
                 f"role {r.name!r} {does} in the source database but does not exist on the target server; its "
                 "owners, privileges" + (" and policies" if policy else "") + " cannot arrive",
                 f"create it on the target (CREATE ROLE {quote_ident(r.name)} NOLOGIN; plus its memberships), or create "
                 "the migration with --create-roles (DBMigrate creates the missing roles), or with --no-owner / "
                 "--no-privileges to leave owners / privileges out"
-                + (" (policies, user mappings and regrole values name it whatever the options: it must exist)"
+                + (" (policies, user mappings, regrole values and database settings name it whatever the options: it "
+                   "must exist)"
                    if policy else ""), capped=True)
     if create and missing:
         names = [r.name for r, _ in missing]
@@ -473,12 +476,38 @@ def _locale(name) -> str:
     return lang + dot + codeset.replace("-", "").replace("_", "")
 
 
+def _database_settings(out: _Findings, source_inv: dict, target_inv: dict) -> None:
+    """The source database's own settings, which the migration sets on the target database: named,
+    and a blocker for a parameter the target server does not have (removed or renamed in its version)."""
+    settings = source_inv.get("database_settings") or []
+    if not settings or not target_inv.get("server"):
+        return
+
+    def shown(s: dict) -> str:  # names, not values (a custom parameter may hold anything)
+        return s["name"] + (f" (for role {s['role']})" if s.get("role") else "")
+
+    known = {r["name"].lower() for r in target_inv.get("setting_names", [])}
+    unknown = [s for s in settings if "." not in s["name"] and s["name"].lower() not in known]
+    if unknown:
+        out.add("DATABASE_SETTING_UNKNOWN", BLOCKER, _list([s["name"] for s in unknown]),
+                f"the source database sets {len(unknown)} parameters the target server does not have "
+                f"({_list([shown(s) for s in unknown])}): they cannot be set on the target database",
+                "ALTER DATABASE ... RESET the parameter (ALTER ROLE ... IN DATABASE ... RESET for a role's) on the "
+                "source, then run discovery again; after the migration set on the target whatever replaces it")
+    carried = [s for s in settings if s not in unknown]
+    if carried:
+        out.add("DATABASE_SETTINGS", INFO, "database settings",
+                f"the source database has {len(carried)} settings of its own ({_list([shown(s) for s in carried])}); "
+                "pg_dump leaves them out of a migration into an existing database, DBMigrate sets them on the "
+                "target database after the data", "nothing to do")
+
+
 def _requirements(out: _Findings, source_inv: dict, target_inv: dict, names: set) -> None:
     """What the source uses that the target server lacks: collations, languages, features, tablespaces."""
     if not target_inv.get("server"):
         return
     _collation_gaps(out, source_inv, target_inv)
-    _server_gaps(out, source_inv, target_inv)
+    _server_gaps(out, source_inv, target_inv, names)
 
 
 def _collation_gaps(out: _Findings, source_inv: dict, target_inv: dict) -> None:
@@ -525,8 +554,9 @@ def _collation_gaps(out: _Findings, source_inv: dict, target_inv: dict) -> None:
                 f"'{src['collation']}', or accept the target's order after checking the application")
 
 
-def _server_gaps(out: _Findings, source_inv: dict, target_inv: dict) -> None:
-    """Procedural languages, build features (libxml, lz4) and tablespaces the target server lacks."""
+def _server_gaps(out: _Findings, source_inv: dict, target_inv: dict, names: set) -> None:
+    """Procedural languages, build features (libxml, lz4) and tablespaces the target server lacks;
+    the features as the migrated tables (`names`, after --include/--exclude) use them."""
     tgt = target_inv["server"]
     target_langs = {l["name"] for l in target_inv.get("languages", [])}
     available = {e["name"] for e in target_inv.get("extensions", []) if e.get("available") or e.get("installed")}
@@ -542,6 +572,7 @@ def _server_gaps(out: _Findings, source_inv: dict, target_inv: dict) -> None:
                     f"postgresql-{tgt.get('version_num', 0) // 10000 or ''}-{lang['name'].removesuffix('u')}), "
                     "then run discovery again")
     features = target_inv.get("features") or {}
+    every_table = {(t["schema"], t["name"]) for t in source_inv.get("tables", [])}
     for needs, code, what, remedy in (
             ("xml", "XML_UNSUPPORTED", "the xml type, and the target server is built without libxml: it accepts no "
                                        "xml value (\"unsupported XML feature\")",
@@ -551,7 +582,9 @@ def _server_gaps(out: _Findings, source_inv: dict, target_inv: dict) -> None:
              "migrate to a server built with lz4, or ALTER TABLE ... ALTER COLUMN ... SET COMPRESSION pglz on the "
              "source")):
         cols = [f"{qualified(c['schema'], c['table'])}.{quote_ident(c['name'])}"
-                for c in source_inv.get("special_columns", []) if c["needs"] == needs]
+                for c in source_inv.get("special_columns", [])
+                if c["needs"] == needs and ((c["schema"], c["table"]) in names
+                                            or (c["schema"], c["table"]) not in every_table)]  # a matview
         if cols and features.get(needs) is False:
             out.add(code, BLOCKER, _list(cols), f"{len(cols)} columns ({_list(cols)}) use {what}", remedy)
     target_spaces = {t["name"] for t in target_inv.get("tablespaces", [])}
@@ -575,7 +608,16 @@ def _objects(out: _Findings, source_inv: dict, names: set) -> None:
                 "pg_largeobject); they are copied at the end, after the tables, with their OIDs kept",
                 "nothing to do; columns that hold their OIDs stay valid because the OIDs are kept")
     invalid = [f"{qualified(i['schema'], i['name'])}" for i in source_inv.get("indexes", [])
-               if not i.get("is_valid") and (i["schema"], i["table"]) in names]
+               if not i.get("is_valid") and not i.get("partitioned") and (i["schema"], i["table"]) in names]
+    unattached = [f"{qualified(i['schema'], i['name'])}" for i in source_inv.get("indexes", [])
+                  if not i.get("is_valid") and i.get("partitioned") and (i["schema"], i["table"]) in names]
+    if unattached:
+        out.add("PARTITIONED_INDEXES_INCOMPLETE", INFO, _list(unattached),
+                f"{len(unattached)} indexes of partitioned tables are invalid in the source ({_list(unattached)}): made "
+                "with CREATE INDEX ... ON ONLY, and not every partition's index attached to them; they arrive as they "
+                "are (invalid, and not used for the partitioned table)",
+                "nothing to do for the migration; ALTER INDEX ... ATTACH PARTITION the partitions' indexes (on the "
+                "source or the target) to make them valid")
     if invalid:
         out.add("INVALID_INDEXES", MEDIUM, _list(invalid),
                 f"{len(invalid)} indexes are invalid in the source ({_list(invalid)}), left by a failed "

@@ -25,7 +25,8 @@ _SQL = Path(__file__).parent / "sql"
 # kind -> query file; each returns one row per object.
 LIST_KINDS = ("extensions", "schemas", "tables", "columns", "primary_keys", "foreign_keys", "indexes",
               "constraints", "sequences", "views", "functions", "triggers", "owners", "roles", "roles_needed",
-              "collations", "languages", "tablespaces", "narrowed_privileges", "special_columns")
+              "collations", "languages", "tablespaces", "narrowed_privileges", "special_columns",
+              "database_settings", "setting_names")
 
 # An online migration's (logical replication's) needs, read only when the migration is online:
 # `replication` (one row: wal_level, slots and WAL senders free, the user's right to replicate,

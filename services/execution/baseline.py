@@ -92,6 +92,8 @@ def rollback(c: psycopg.Connection, baseline: common_pb2.TargetBaseline) -> list
         if "default_acl" in known or "database_privilege" in known:  # baselines from before had neither
             dropped += _restore_default_privileges(c, known.get("default_acl", set()), now.get("default_acl", set()))
             dropped += _restore_database_privileges(c, known.get("database_privilege", set()))
+            dropped += _restore_database_settings(c, known.get("database_setting", set()),
+                                                  now.get("database_setting", set()))
     return dropped
 
 
@@ -103,6 +105,7 @@ _DROP_OTHER = {
     "collation": "DROP COLLATION IF EXISTS {} CASCADE",
     "text_search_configuration": "DROP TEXT SEARCH CONFIGURATION IF EXISTS {} CASCADE",
     "text_search_dictionary": "DROP TEXT SEARCH DICTIONARY IF EXISTS {} CASCADE",
+    "access_method": "DROP ACCESS METHOD IF EXISTS {} CASCADE",
 }
 _DEFAULT_KINDS = {"r": ("TABLES", "r"), "S": ("SEQUENCES", "s"), "f": ("FUNCTIONS", "f"), "T": ("TYPES", "T"),
                   "n": ("SCHEMAS", "n")}
@@ -158,3 +161,27 @@ def _restore_database_privileges(c: psycopg.Connection, before: set[str]) -> lis
             sql.SQL(privilege), db, sql.SQL("PUBLIC") if grantee == "" else sql.Identifier(grantee),
             sql.SQL(" WITH GRANT OPTION" if grantable else "")))
     return ["the database's own privileges, as before"] if now != was else []
+
+
+def _restore_database_settings(c: psycopg.Connection, before: set[str], now: set[str]) -> list[str]:
+    """The target database's own settings back to what they were: one the migration set is reset,
+    one it changed set again to the value before."""
+    from services.common.dbsettings import reset_statement, set_statement, shown
+
+    def entries(items: set[str]) -> dict[tuple[str, str], str]:
+        out = {}
+        for item in items:
+            role, _, setting = item.partition("|")
+            name, _, value = setting.partition("=")
+            out[(role, name)] = value
+        return out
+
+    was, have, done = entries(before), entries(now), []
+    for (role, name), value in sorted(have.items()):
+        if (role, name) not in was:
+            c.execute(reset_statement(c.info.dbname, role, name))
+            done.append(f"database setting {shown(role, name)} reset")
+        elif was[(role, name)] != value:
+            c.execute(set_statement(c.info.dbname, role, name, was[(role, name)]))
+            done.append(f"database setting {shown(role, name)} set back")
+    return done

@@ -22,14 +22,16 @@ from psycopg import sql
 
 from dbmigrate.v1 import agents_pb2, common_pb2
 from services.common.copy import PSQL_BYTES
-from services.common.catalog import Table, list_tables, select_tables, table_writes
+from services.common.catalog import Table, left_out_parents, list_tables, select_tables, table_writes
 from services.common.errors import Cancelled, DatabaseError, DBMigrateError, FailedPrecondition
 from services.common.pg import connect, is_transient
 from services.common import pgtools
 from services.common.pgdump import (apply_schema, dump_flags, dump_section, durable, exclude_args, fit_script,
                                      known_settings, server_version_num, tolerant_pre_data)
 from services.common.roles import create_roles, needed_roles, role_names, to_create
-from services.execution.dbprivileges import copy_database_privileges
+from services.common.dbsettings import copy_database_settings
+from services.common.derived import rename_derived_keys
+from services.execution.dbprivileges import copy_database_privileges, copy_type_function_privileges
 from services.execution.tables import DataPhase
 from services.execution.durable import DurableEvents
 from services.execution.baseline import rollback
@@ -143,7 +145,9 @@ class ExecutionRun:
                 finally:
                     rep.close()
             snapshot = exporter.execute("SELECT pg_export_snapshot()").fetchone()[0]
-            self.tools = pgtools.for_source(server_version_num(exporter))
+            with connect(self.target, "target", autocommit=True, application_name="dbmigrate-execution") as dst:
+                target_version = dst.info.server_version
+            self.tools = pgtools.for_source(server_version_num(exporter), target_version)
             pre_dump = None
             if rep is None and not self.opts.include and not self.opts.exclude and "pre-data" not in self.steps_done:
                 pre_dump = early.submit(dump_section, self.source, "pre-data", tools=self.tools, snapshot=snapshot,
@@ -155,7 +159,8 @@ class ExecutionRun:
             if unpublished:  # created between the publication and the slot: they would not be streamed
                 raise DatabaseError(f"online: {len(unpublished)} tables appeared on the source while the replication "
                                     f"slot was made ({', '.join(unpublished[:5])}); starting again", retryable=True)
-            excluded = exclude_args(all_tables, tables)
+            excluded = exclude_args(all_tables + left_out_parents(exporter, list(self.opts.include),
+                                                                  list(self.opts.exclude)), tables)
             self._log(f"snapshot {snapshot}: {len(tables)} tables, {self.jobs} jobs, attempt {self.req.attempt or 1}, "
                       f"{self.tools}")
             if self.opts.create_roles and "roles" not in self.steps_done:
@@ -199,9 +204,14 @@ class ExecutionRun:
                     # ADD counts as done, VALIDATE finishes it.
                     rest = [part for st in rest for part in split_validation(st)]
                 n = run_statements(self.target, post.preamble, early_elsewhere + rest, resuming=self.resuming)
+                with connect(self.target, "target", autocommit=True, application_name="dbmigrate-post-data") as dst:
+                    renamed, refused = rename_derived_keys(exporter, dst)
                 self._step("post-data", f"{n} constraints, foreign keys, triggers, policies and more"
                                         + (f" ({len(self.early_done)} foreign keys earlier, with the copies)"
-                                           if self.early_done else ""), t0)
+                                           if self.early_done else "")
+                                        + (f"; {renamed} foreign keys of partitions named as on the source"
+                                           if renamed else "")
+                                        + (f"; NOT RENAMED: {'; '.join(refused[:5])}" if refused else ""), t0)
             with connect(self.target, "target", autocommit=True, application_name="dbmigrate-finish") as dst:
                 if "sequences" not in self.steps_done:
                     t0 = self._begin("sequences")
@@ -216,7 +226,11 @@ class ExecutionRun:
                     self._step("large-objects", f"{n} large objects copied", t0)
                 if "database-privileges" not in self.steps_done and not self.opts.no_privileges:
                     t0 = self._begin("database-privileges")
-                    self._step("database-privileges", copy_database_privileges(exporter, dst), t0)
+                    done = [copy_database_privileges(exporter, dst), copy_type_function_privileges(exporter, dst)]
+                    self._step("database-privileges", "; ".join(d for d in done if d), t0)
+                if "database-settings" not in self.steps_done:
+                    t0 = self._begin("database-settings")
+                    self._step("database-settings", copy_database_settings(exporter, dst), t0)
                 if "analyze" not in self.steps_done:
                     t0 = self._begin("analyze")
                     rest = [t for t in tables if t.qualified not in self.analyzed]

@@ -19,6 +19,8 @@ STEPS = [
     ("sequences", "Set every sequence (serial and identity included) to the source's value."),
     ("matviews", "Populate the materialized views."),
     ("large-objects", "Copy the large objects."),
+    ("database-settings", "Set the source database's own settings (ALTER DATABASE ... SET, ALTER ROLE ... IN "
+                          "DATABASE ... SET) on the target database; pg_dump writes them only with --create."),
     ("analyze", "ANALYZE the target so the planner has statistics."),
     ("verify", "Compare the whole databases, objects and data, down to the rows that differ."),
 ]

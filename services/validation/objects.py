@@ -23,7 +23,8 @@ from typing import Iterator
 from psycopg import sql
 
 from dbmigrate.v1 import common_pb2
-from services.common.catalog import matches, quote_ident
+from services.common import dbsettings
+from services.common.catalog import matches, quote_ident, version_stable
 from services.common.checksum import stream_hash
 
 _SQL = Path(__file__).parent / "sql"
@@ -48,6 +49,9 @@ def _skip(kind: str, options) -> bool:
     return bool((options.no_owner and kind in OWNER_KINDS) or (options.no_privileges and kind in PRIVILEGE_KINDS))
 
 
+_COLUMN_LISTS = ("column_order", "child_column_order")  # quote_ident's names, compared across versions
+
+
 def _definitions(side, include, exclude, options) -> Iterator[tuple[str, str, str]]:
     """(kind, display name, definition) of every compared schema object of one side, as read."""
     for kind, schema, rel, name, definition in side.each(_sql("objects.sql")):
@@ -58,9 +62,11 @@ def _definitions(side, include, exclude, options) -> Iterator[tuple[str, str, st
         if kind in _OWNED:
             display = f"{quote_ident(schema)}.{quote_ident(rel)}.{quote_ident(name)}"
         elif kind in _NAMED:
-            display = name
+            display = version_stable(name)  # written by the server (quote_ident, regprocedure)
         else:
             display = f"{quote_ident(schema)}.{quote_ident(name)}"
+        if kind in _COLUMN_LISTS:
+            definition = version_stable(definition or "")
         yield kind, display, definition or ""
 
 
@@ -120,6 +126,9 @@ def read_values(side, include, exclude, options) -> dict[tuple[str, str], str]:
     if not options.no_privileges:
         for (acl,) in side.rows(_sql("database.sql")):
             out[("privileges", "database")] = acl
+    for role, item in side.rows(dbsettings.SETTINGS_SQL):  # ALTER DATABASE ... SET and the like
+        name, _, value = item.partition("=")
+        out[("database_setting", dbsettings.shown(role, name))] = value
     return out
 
 
@@ -182,6 +191,10 @@ def compare(src: dict, dst: dict) -> tuple[list[common_pb2.ObjectDiff], list[com
             out.append(common_pb2.ObjectDiff(kind=kind, name=name, difference="missing_in_target",
                                              detail=shorten(src[key])))
         elif key not in src:
+            if kind == "database_setting":  # the target database's own, kept (its operator's)
+                notes.append(common_pb2.ObjectDiff(kind=kind, name=name, difference="target_only",
+                                                   detail=f"set on the target database only: {shorten(dst[key])}"))
+                continue
             out.append(common_pb2.ObjectDiff(kind=kind, name=name, difference="extra_in_target",
                                              detail=shorten(dst[key])))
         elif src[key] != dst[key]:

@@ -20,7 +20,7 @@ import psycopg
 from psycopg import sql
 
 from dbmigrate.v1 import agents_pb2, common_pb2
-from services.common.catalog import Table, list_tables, select_tables
+from services.common.catalog import Table, list_tables, select_tables, version_stable
 from services.common.checksum import Checksum, row_expression, row_hash
 from services.common.copy import PSQL_BYTES, copy_direct, copy_in_sql, copy_into, copy_out_sql, read_digest
 from services.common.errors import Cancelled, DBMigrateError, DatabaseError
@@ -180,7 +180,7 @@ class Sampler:
         try:
             exporter.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             snapshot = exporter.execute("SELECT pg_export_snapshot()").fetchone()[0]
-            self.tools = pgtools.for_source(server_version_num(exporter))
+            self.tools = pgtools.for_source(server_version_num(exporter), admin.info.server_version)
             self.flags = dump_flags(self.opts)
             self.roles_to_create = {r.name for r in to_create(needed_roles(exporter), role_names(admin), self.opts)}
             if self.roles_to_create:
@@ -312,7 +312,9 @@ class Sampler:
         so a column added to a parent after the child was made moves."""
         with source_in_snapshot(self.req.source, snapshot, "dbmigrate-validation") as src, \
                 connect(self.scratch, "target", application_name="dbmigrate-validation") as dst:
-            source, scratch = (dict(c.execute(_COLUMN_ORDER).fetchall()) for c in (src, dst))
+            # the servers' quote_ident: compared with the names a version counts as keywords bare
+            source, scratch = ({version_stable(t): version_stable(cols) for t, cols in c.execute(_COLUMN_ORDER)}
+                               for c in (src, dst))
         out = []
         for table, order in sorted(source.items()):
             there = scratch.get(table)

@@ -29,9 +29,10 @@ import psycopg
 from psycopg import sql
 
 from dbmigrate.v1 import agents_pb2, common_pb2
-from services.common.catalog import (Table, list_tables, quote_ident, select_tables, stream_rows, table_names,
-                                     table_writes)
+from services.common.catalog import (Table, left_out_parents, list_tables, quote_ident, select_tables, stream_rows,
+                                     table_names, table_writes)
 from services.common.checksum import Checksum, row_expression, row_hash, table_checksum
+from services.common.derived import rename_derived_keys
 from services.common.errors import DatabaseError, DBMigrateError, InvalidInput
 from services.common import pgtools
 from services.common.logs import redact
@@ -140,15 +141,16 @@ def _open_pair(req: agents_pb2.VerifyRequest) -> Pair:
 # rendering of the source's schema on the target server across versions.
 
 def render_source(req: agents_pb2.VerifyRequest | agents_pb2.ValidateRequest, src: Side, include,
-                  exclude) -> tuple[dict | None, str]:
+                  exclude, target_version_num: int) -> tuple[dict | None, str]:
     """The source's schema as the target server holds it: pg_dump of the source (the migration's
     tools and options, in src's snapshot) applied to a scratch database there, read back. (None,
     error) when the target server cannot hold it."""
     opts = req.options
-    tools = pgtools.for_source(src.conn.info.server_version)
+    tools = pgtools.for_source(src.conn.info.server_version, target_version_num)  # the migration's own
     with src.guard():
         every = list_tables(src.conn)
-        excluded = exclude_args(every, select_tables(every, include, exclude))
+        excluded = exclude_args(every + left_out_parents(src.conn, include, exclude),
+                                select_tables(every, include, exclude))
     pre, post = (dump_section(req.source, section, tools=tools, snapshot=src.snapshot, extra_args=excluded,
                               **dump_flags(opts)) for section in ("pre-data", "post-data"))
     name = scratch_name(req.workflow_id, RENDER_PREFIX)
@@ -156,6 +158,9 @@ def render_source(req: agents_pb2.VerifyRequest | agents_pb2.ValidateRequest, sr
         try:
             apply_schema(scratch, tolerant_pre_data(pre), "source's schema, rendered for the comparison")
             apply_schema(scratch, post, "source's indexes and constraints, rendered for the comparison")
+            with connect(scratch, "target", autocommit=True, application_name="dbmigrate-validation") as made, \
+                    src.guard():
+                rename_derived_keys(src.conn, made)  # as the migration does (services/common/derived.py)
         except DatabaseError as err:
             if err.retryable:
                 raise
@@ -177,7 +182,7 @@ def render_before_load(req: agents_pb2.ValidateRequest) -> common_pb2.RenderedSc
     src = Side(req.source, "source", export=True)
     try:
         source_digest = objects.digest(read_definitions(src, include, exclude, req.options))
-        rendered, _ = render_source(req, src, include, exclude)
+        rendered, _ = render_source(req, src, include, exclude, req.discovery.target.version_num)
     finally:
         src.close()
     if rendered is None:
@@ -278,8 +283,9 @@ def compare_schemas(req: agents_pb2.VerifyRequest, pair: Pair, src: tuple[dict, 
                     include, exclude) -> tuple[list, list, str]:
     """(differences, notes, method) of the schema objects and values of both sides."""
     (sdefs, svals), (ddefs, dvals) = src, dst
-    values, _ = objects.compare(svals, dvals)
+    values, value_notes = objects.compare(svals, dvals)
     values, notes = _database_privileges(values)
+    notes += value_notes
     if pair.src.major == pair.dst.major:
         # Summed (objects.Summed) when both sides summed the same: no difference among the definitions.
         diffs, ext_notes = ([], []) if isinstance(sdefs, objects.Summed) else objects.compare(sdefs, ddefs)
@@ -289,7 +295,7 @@ def compare_schemas(req: agents_pb2.VerifyRequest, pair: Pair, src: tuple[dict, 
         rendered, error = ddefs, ""
         method += " (rendered before the data was loaded; the source's schema is the one rendered)"
     else:
-        rendered, error = render_source(req, pair.src, include, exclude)
+        rendered, error = render_source(req, pair.src, include, exclude, pair.dst.conn.info.server_version)
     if rendered is None:
         return [common_pb2.ObjectDiff(kind="schema", name="(the whole schema)", difference="cannot_render",
                                       detail=f"the source's schema cannot be created on the target server: {error}")
@@ -670,6 +676,8 @@ def compare_table(pair: Pair, t: TableSpec, a: Checksum, b: Checksum, cap: int,
 
 
 def _plural(n: int, word: str) -> str:
+    if word.endswith("privileges"):  # a kind named in the plural ("5 privileges changed")
+        return f"{n:,} {word[:-1] if n == 1 else word}"
     if n == 1:
         return f"1 {word}"
     return f"{n:,} " + (word[:-1] + "ies" if word.endswith("y") else word + ("es" if word.endswith("s") else "s"))

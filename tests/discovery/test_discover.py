@@ -557,6 +557,35 @@ def test_findings_name_what_the_target_server_lacks():
     assert not [f for f in find(s, t2, OPTS, DUMP, {}) if f.severity == common_pb2.BLOCKER]
 
 
+def test_what_the_target_server_lacks_counts_only_the_tables_migrated():
+    s = inv(tables=[table("a"), table("docs")],
+            special_columns=[{"schema": "public", "table": "docs", "name": "doc", "needs": "xml"},
+                             {"schema": "public", "table": "docs", "name": "blob", "needs": "lz4"},
+                             {"schema": "public", "table": "mv", "name": "doc", "needs": "xml"}])  # a matview
+    t = inv(server=server(started_at="x"), features={"xml": False, "lz4": False})
+    excluded = common_pb2.MigrationOptions(jobs=4, exclude=["public.docs"])
+    blockers = {(f.code, f.object) for f in find(s, t, excluded, DUMP, {}) if f.severity == common_pb2.BLOCKER}
+    assert blockers == {("XML_UNSUPPORTED", "public.mv.doc")}  # the excluded table's columns are not named
+    blockers = {(f.code, f.object) for f in find(s, t, OPTS, DUMP, {}) if f.severity == common_pb2.BLOCKER}
+    assert blockers == {("XML_UNSUPPORTED", "public.docs.doc, public.mv.doc"), ("COMPRESSION_UNSUPPORTED", "public.docs.blob")}
+
+
+def test_database_settings_are_named_and_one_the_target_lacks_blocks():
+    settings = [{"role": None, "name": "search_path", "value": "app, public"},
+                {"role": "app", "name": "work_mem", "value": "64MB"},
+                {"role": None, "name": "vacuum_defer_cleanup_age", "value": "1000"},
+                {"role": None, "name": "myapp.tenant", "value": "secret-ish"}]
+    s = inv(tables=[table("a")], database_settings=settings)
+    t = inv(server=server(started_at="x"), setting_names=[{"name": "search_path"}, {"name": "work_mem"}])
+    found = {f.code: f for f in find(s, t, OPTS, DUMP, {})}
+    assert found["DATABASE_SETTING_UNKNOWN"].severity == common_pb2.BLOCKER
+    assert found["DATABASE_SETTING_UNKNOWN"].object == "vacuum_defer_cleanup_age"
+    carried = found["DATABASE_SETTINGS"]
+    assert carried.severity == common_pb2.INFO
+    assert "search_path, work_mem (for role app), myapp.tenant" in carried.message  # a custom one is carried
+    assert "secret-ish" not in carried.message and "64MB" not in carried.message  # names, not values
+
+
 def test_a_source_newer_than_every_installed_pg_dump_is_refused_clearly():
     from services.common import pgtools
     from services.common.errors import FailedPrecondition

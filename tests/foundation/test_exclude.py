@@ -4,9 +4,9 @@ import re
 import pytest
 
 from services.common import pgdump
-from services.common.catalog import list_tables
+from services.common.catalog import Named, left_out_parents, list_tables, select_tables
 from services.common.pg import parse_url
-from services.common.pgtools import installed
+from services.common.pgtools import for_source, installed
 
 ODD = ["plain", "Mixed Case", 'quo"te', "dot.ted", "a|b", "paren(s)", "star*", "q?", "dollar$", "back\\slash",
        "[br]", "^caret", "plain2", "pre", "pre fix"]
@@ -61,3 +61,30 @@ def test_names_that_share_prefixes_go_as_trees_and_others_one_a_pattern():
                  for _ in range(2000)]
     args = pgdump.exclude_args(scattered, scattered[:50])
     assert len(args) == len({t.name for t in scattered[50:]}) and all(a.endswith('"') for a in args)
+
+
+def test_a_partitioned_table_is_left_out_once_nothing_under_it_is_kept(new_database):
+    db = new_database("exclparts")
+    db.execute("""
+        CREATE TABLE pt (id int, k int) PARTITION BY RANGE (id);
+        CREATE TABLE pt_1 PARTITION OF pt FOR VALUES FROM (0) TO (10);
+        CREATE TABLE pt_2 PARTITION OF pt FOR VALUES FROM (10) TO (20) PARTITION BY LIST (k);
+        CREATE TABLE pt_2a PARTITION OF pt_2 FOR VALUES IN (1);
+        CREATE TABLE empty_parent (id int) PARTITION BY RANGE (id);
+        CREATE TABLE other (id int);
+    """)
+    with db.connect() as c:
+        every = list_tables(c)
+        # everything under pt matches: pt and its sub-partitioned pt_2 go too (pg_dump would make them empty)
+        assert left_out_parents(c, [], ["public.pt*"]) == [Named("public", "pt"), Named("public", "pt_2")]
+        # a partition that is kept keeps its parents
+        assert left_out_parents(c, [], ["public.pt_1", "public.pt_2*"]) == [Named("public", "pt_2")]
+        assert left_out_parents(c, [], ["public.pt_1"]) == []
+        assert left_out_parents(c, ["public.other"], []) == [Named("public", "empty_parent"), Named("public", "pt"),
+                                                             Named("public", "pt_2")]
+        assert left_out_parents(c, [], []) == []
+        kept = select_tables(every, [], ["public.pt*"])
+        script = pgdump.dump_section(parse_url(db.url), "pre-data", tools=for_source(c.info.server_version),
+                                     extra_args=pgdump.exclude_args(every + left_out_parents(c, [], ["public.pt*"]),
+                                                                    kept))
+    assert _created(script) == {"public.empty_parent", "public.other"}

@@ -19,6 +19,7 @@ import pytest
 from psycopg import sql
 
 from dbmigrate.v1 import common_pb2, coordinator_pb2 as C, events_pb2 as E
+from services.common.catalog import version_stable
 from tests.fixtures.pg import database_factory
 from tests.fixtures.stack import Stack
 from tests.migrations import create, drive
@@ -180,10 +181,12 @@ def check(case: Case, run: Run) -> None:
     assert not mine, mine
     unequal = [t.table for t in v.tables if case.mine(t.table) and not t.equal]
     assert not unequal, unequal
-    tables = [t for t in run.source_rows if case.mine(t)]
-    assert [t for t in run.target_rows if case.mine(t)] == tables
-    for t in tables:
-        assert run.source_rows[t] == run.target_rows[t], f"rows of {t} differ"
+    # each server's quote_ident names the tables: json is a keyword on 18, not on 15
+    source = {version_stable(t): rows for t, rows in run.source_rows.items() if case.mine(t)}
+    target = {version_stable(t): rows for t, rows in run.target_rows.items() if case.mine(t)}
+    assert sorted(target) == sorted(source)
+    for t in source:
+        assert source[t] == target[t], f"rows of {t} differ"
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.same_version is None], ids=lambda c: c.name)

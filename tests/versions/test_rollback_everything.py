@@ -1,5 +1,6 @@
 """A rollback leaves the target as it was: also what lives outside the migrated schemas (event triggers,
-foreign servers, objects in public, default privileges, the database's own privileges)."""
+foreign servers, objects in public, default privileges, the database's own privileges and settings,
+access methods). The migration before it carries the database's settings and each table's access method."""
 from __future__ import annotations
 
 import psycopg
@@ -26,6 +27,22 @@ ALTER DEFAULT PRIVILEGES FOR ROLE postgres GRANT SELECT ON TABLES TO pg_read_all
 DO $$ BEGIN EXECUTE format('REVOKE TEMPORARY ON DATABASE %I FROM PUBLIC', current_database()); END $$;
 -- a qualified name longer than 63 bytes (the length of PostgreSQL's "name" type)
 CREATE TABLE public."a table whose name is long enough to pass sixty-three bytes alone" (id int);
+-- a zero-argument aggregate (DROP AGGREGATE names it with (*)) and a range type, whose constructors
+-- and multirange go with it
+CREATE AGGREGATE public.cnt0(*) (sfunc = int8inc, stype = int8, initcond = '0');
+CREATE TYPE public.floatrange AS RANGE (subtype = float8);
+-- the database's own settings (pg_dump writes them only with --create), one of them a list
+DO $$ BEGIN
+  EXECUTE format('ALTER DATABASE %I SET search_path = "$user", public, "odd,name"', current_database());
+  EXECUTE format('ALTER DATABASE %I SET statement_timeout = %L', current_database(), '5min');
+  EXECUTE format('ALTER ROLE postgres IN DATABASE %I SET work_mem = %L', current_database(), '12MB');
+END $$;
+-- a table access method of its own, on tables among others and on a materialized view
+CREATE ACCESS METHOD heap2 TYPE TABLE HANDLER heap_tableam_handler;
+CREATE TABLE public.am_a (id int);
+CREATE TABLE public.am_b (id int) USING heap2;
+CREATE TABLE public.am_c (id int);
+CREATE MATERIALIZED VIEW public.am_mv USING heap2 AS SELECT 1 AS one;
 """
 
 STATE = {
@@ -39,6 +56,12 @@ STATE = {
     "functions": "SELECT proname FROM pg_proc WHERE pronamespace = 'public'::regnamespace ORDER BY 1",
     "extensions": "SELECT extname FROM pg_extension ORDER BY 1",
     "default_privileges": "SELECT defaclrole::regrole::text, defaclobjtype, defaclacl::text FROM pg_default_acl ORDER BY 1, 2",
+    "types": "SELECT typname FROM pg_type WHERE typnamespace = 'public'::regnamespace ORDER BY 1",
+    "access_methods": "SELECT amname FROM pg_am ORDER BY 1",
+    "storage": """SELECT c.relname, a.amname FROM pg_class c JOIN pg_am a ON a.oid = c.relam
+                   WHERE c.relnamespace = 'public'::regnamespace AND c.relname LIKE 'am\\_%' ORDER BY 1""",
+    "settings": """SELECT coalesce(s.setrole::regrole::text, ''), s.setconfig FROM pg_db_role_setting s
+                    JOIN pg_database d ON d.oid = s.setdatabase WHERE d.datname = current_database() ORDER BY 1""",
     "database": """SELECT a.grantee::regrole::text, a.privilege_type FROM pg_database d,
                     aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a
                     WHERE d.datname = current_database() ORDER BY 1, 2""",
@@ -62,6 +85,10 @@ def test_a_rollback_returns_everything_the_migration_made_outside_its_schemas(st
         assert E.Phase.Name(m.phase) == "COMPLETED", m.error
         after = state(dst.url)
         assert after["event_triggers"] and after["servers"] and after["operators"] and after["default_privileges"]
+        source = state(src.url)
+        assert after["settings"] == source["settings"] and len(source["settings"]) == 2
+        assert after["storage"] == source["storage"] == [("am_a", "heap"), ("am_b", "heap2"), ("am_c", "heap"),
+                                                         ("am_mv", "heap2")]
         assert after["database"] != before["database"]  # TEMPORARY revoked from PUBLIC, as on the source
         stub.Rollback(C.RollbackMigrationRequest(id=wid, reason="test"), timeout=30)
         assert E.Phase.Name(wait_phase(stub, wid, "ROLLED_BACK", "FAILED", timeout=120).phase) == "ROLLED_BACK"

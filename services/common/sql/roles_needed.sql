@@ -1,6 +1,7 @@
 -- The roles this database depends on, one row each: the objects they own, the privileges granted to
 -- them (tables, columns, sequences, schemas, functions, types, large objects, foreign servers, the
--- database), the default privileges they set or receive, and the policies that name them; with
+-- database), the default privileges they set or receive, the policies that name them and the
+-- settings the database has for them (ALTER ROLE ... IN DATABASE ... SET); with
 -- their attributes and their memberships in one another. Roles are cluster-wide: the target server
 -- must have each of them for owners, grants and policies to arrive. Objects of extensions and the
 -- system schemas are left out; so is PUBLIC.
@@ -74,12 +75,16 @@ WITH user_ns AS (
     SELECT unnest(polroles), 'policy' FROM pg_policy
 ), mappings(role, why) AS (
     SELECT umuser, 'user_mapping' FROM pg_user_mappings  -- the view: the catalog is for superusers only
+), settings(role, why) AS (  -- ALTER ROLE ... IN DATABASE ... SET
+    SELECT s.setrole, 'database_setting' FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase
+     WHERE d.datname = current_database() AND s.setrole <> 0
 ), direct AS (
     SELECT role, why FROM owned
     UNION ALL SELECT role, why FROM granted
     UNION ALL SELECT role, why FROM defaults
     UNION ALL SELECT role, why FROM policies
     UNION ALL SELECT role, why FROM mappings
+    UNION ALL SELECT role, why FROM settings
 ), needed AS (
     SELECT r.oid, r.rolname FROM pg_roles r
      WHERE r.oid IN (SELECT role FROM direct) AND r.rolname NOT LIKE 'pg\_%'

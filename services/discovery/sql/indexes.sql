@@ -7,6 +7,7 @@ SELECT n.nspname                          AS schema,
        i.indisunique                      AS is_unique,
        i.indisprimary                     AS is_primary,
        i.indisvalid                       AS is_valid,
+       t.relkind = 'p'                    AS partitioned,  -- invalid until every partition's index is attached
        EXISTS (SELECT 1 FROM unnest(i.indcollation::oid[]) co WHERE co <> 0) AS uses_collation,
        pg_relation_size(ic.oid)           AS bytes,
        pg_get_indexdef(i.indexrelid)      AS definition

@@ -20,11 +20,20 @@ SELECT 'type:' || t.typtype::text, quote_ident(n.nspname) || '.' || quote_ident(
    AND (t.typtype <> 'c' OR (SELECT c.relkind FROM pg_class c WHERE c.oid = t.typrelid) = 'c')
    AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_%'
    AND NOT EXISTS (SELECT 1 FROM ext_members e WHERE e.classid = 'pg_type'::regclass AND e.objid = t.oid)
+   -- a multirange type goes with its range type
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid
+                                               AND d.deptype = 'i')
 UNION ALL
-SELECT 'function:' || p.prokind::text, p.oid::regprocedure::text
+-- (a zero-argument aggregate is named with (*), which DROP AGGREGATE needs; a function that is part of
+-- another object, such as a range type's constructors, goes with it and is left out)
+SELECT 'function:' || p.prokind::text,
+       CASE WHEN p.prokind = 'a' AND p.pronargs = 0 THEN regexp_replace(p.oid::regprocedure::text, '\(\)$', '(*)')
+            ELSE p.oid::regprocedure::text END
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
  WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_%'
    AND NOT EXISTS (SELECT 1 FROM ext_members e WHERE e.classid = 'pg_proc'::regclass AND e.objid = p.oid)
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid
+                                               AND d.deptype = 'i')
 UNION ALL
 SELECT 'operator', o.oid::regoperator::text
   FROM pg_operator o JOIN pg_namespace n ON n.oid = o.oprnamespace
@@ -46,6 +55,10 @@ SELECT 'text_search_dictionary', quote_ident(n.nspname) || '.' || quote_ident(d.
  WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_%'
    AND NOT EXISTS (SELECT 1 FROM ext_members e WHERE e.classid = 'pg_ts_dict'::regclass AND e.objid = d.oid)
 UNION ALL
+SELECT 'access_method', quote_ident(a.amname) FROM pg_am a
+ WHERE a.oid >= 16384  -- not built in
+   AND NOT EXISTS (SELECT 1 FROM ext_members e WHERE e.classid = 'pg_am'::regclass AND e.objid = a.oid)
+UNION ALL
 SELECT 'event_trigger', quote_ident(t.evtname) FROM pg_event_trigger t
  WHERE NOT EXISTS (SELECT 1 FROM ext_members e WHERE e.classid = 'pg_event_trigger'::regclass AND e.objid = t.oid)
 UNION ALL
@@ -62,6 +75,11 @@ SELECT 'database_privilege', concat_ws('|', CASE WHEN a.grantee = 0 THEN '' ELSE
                                        a.privilege_type, a.is_grantable::text)
   FROM pg_database d, aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a
  WHERE d.datname = current_database() AND a.grantee <> d.datdba
+UNION ALL
+-- the database's own settings (ALTER DATABASE / ROLE ... IN DATABASE ... SET): role (empty = every role)|name=value
+SELECT 'database_setting', concat_ws('|', coalesce(pg_get_userbyid(NULLIF(s.setrole, 0)), ''), x.item)
+  FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase, unnest(s.setconfig) AS x(item)
+ WHERE d.datname = current_database()
 UNION ALL
 SELECT 'extension', x.extname FROM pg_extension x WHERE x.extname <> 'plpgsql'
 UNION ALL
