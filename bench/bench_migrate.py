@@ -188,8 +188,8 @@ def tree_memory(pids: list[int], by: dict[str, int] | None = None) -> tuple[int,
             if by is not None:
                 cmd = p.cmdline()
                 line = " ".join(cmd)
-                name = cmd[cmd.index("-m") + 1] if "-m" in cmd else "dbmigrate CLI" if "dbmigrate" in line \
-                    else "fork server" if "forkserver" in line else "resource tracker" if "resource_tracker" in line \
+                name = cmd[cmd.index("-m") + 1] if "-m" in cmd else "fork server" if "forkserver" in line \
+                    else "resource tracker" if "resource_tracker" in line else "dbmigrate CLI" if "dbmigrate" in line \
                     else os.path.basename(cmd[0]) if cmd else str(pid)
                 by[name] = max(by.get(name, 0), tree)
         except psutil.Error:

@@ -1,6 +1,8 @@
 """Post-data: indexes, constraints, foreign keys, triggers, policies, comments; each statement idempotent."""
 from __future__ import annotations
 
+import weakref
+
 import psycopg
 
 from dbmigrate.v1 import common_pb2
@@ -35,12 +37,18 @@ def run_statements(target: common_pb2.Connection, preamble: str, statements: lis
         return ran
 
 
+# The SETs (Statement.settings) a session last ran: run again only when a statement's differ, not a
+# round trip before each of 2,000 tables' index builds (0.15-0.25 s of the data step at 2,000 tables).
+_SETTINGS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def _run(c: psycopg.Connection, statements: list[Statement], resuming: bool) -> int:
     ran = 0
     for st in statements:
         try:
-            if st.settings:
+            if st.settings and _SETTINGS.get(c) != st.settings:
                 c.execute(st.settings)
+                _SETTINGS[c] = st.settings
             c.execute(st.sql)
             ran += 1
         except psycopg.Error as err:
