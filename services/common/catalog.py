@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, NamedTuple
@@ -97,13 +98,13 @@ class Table:
 
 
 def quote_ident(name: str) -> str:
-    import re
     if re.fullmatch(r"[a-z_][a-z0-9_$]*", name) and name not in _RESERVED:
         return name
     return '"' + name.replace('"', '""') + '"'
 
 
-_NEEDLESSLY_QUOTED = None
+# A quoted name that would need no quotes but for being a keyword (not part of a longer quoted name).
+_NEEDLESSLY_QUOTED = re.compile(r'(?<!")"([a-z_][a-z0-9_$]*)"(?!")')
 
 
 def version_stable(text: str) -> str:
@@ -111,10 +112,6 @@ def version_stable(text: str) -> str:
     needs its quotes only as a keyword written bare: which words are keywords changes between major
     versions (json is one from PostgreSQL 16 on, so 15 writes json and 18 "json"), and a name read on
     two servers must compare equal. For comparison keys, not for SQL."""
-    global _NEEDLESSLY_QUOTED
-    if _NEEDLESSLY_QUOTED is None:
-        import re
-        _NEEDLESSLY_QUOTED = re.compile(r'(?<!")"([a-z_][a-z0-9_$]*)"(?!")')
     return _NEEDLESSLY_QUOTED.sub(r"\1", text) if '"' in text else text
 
 

@@ -5,7 +5,8 @@ has imported services.common.preload: grpc, psycopg, protobuf and the generated 
 its module as `python -m MODULE` would, in a session of its own, with its own environment and
 output, and that command line as its process title (setproctitle: `ps`, `pgrep -f` and `pkill -f`
 see `... -m services.validation` as before). The services share the preloaded modules' memory:
-at rest 117 MB for all six (PSS, the fork server included) instead of 196 MB. Containers
+at rest 122 MB for all six (PSS, the fork server and multiprocessing's resource tracker included)
+instead of 196 MB. Containers
 (compose.yaml) start each service on its own, as `python -m MODULE`.
 """
 from __future__ import annotations
@@ -77,12 +78,6 @@ def _fork_server() -> multiprocessing.context.BaseContext:
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([PRELOAD])
     return context
-
-
-def fork_server_pid() -> int | None:
-    """The fork server's process (its memory is the part of every service's it shares), once started."""
-    from multiprocessing import forkserver
-    return getattr(forkserver._forkserver, "_forkserver_pid", None)
 
 
 def _run_service(module: str, env: dict[str, str], log_path: str | None) -> None:
