@@ -495,7 +495,15 @@ def _database_settings(out: _Findings, source_inv: dict, target_inv: dict) -> No
                 "ALTER DATABASE ... RESET the parameter (ALTER ROLE ... IN DATABASE ... RESET for a role's) on the "
                 "source, then run discovery again; after the migration set on the target whatever replaces it")
     carried = [s for s in settings if s not in unknown]
-    if carried:
+    tgt = target_inv["server"]
+    if carried and tgt.get("can_set_database_privileges") is False:
+        out.add("DATABASE_SETTINGS_NOT_SET", BLOCKER, f"database {tgt.get('database')}",
+                f"the source database has {len(carried)} settings of its own ({_list([shown(s) for s in carried])}) "
+                f"and the target user {tgt.get('current_user')!r} neither owns the target database nor is a "
+                "superuser, so they cannot be set there (the final verification would find them missing)",
+                "migrate as the target database's owner or a superuser, or set them on the target database first "
+                "(ALTER DATABASE ... SET), or RESET them on the source")
+    elif carried:
         out.add("DATABASE_SETTINGS", INFO, "database settings",
                 f"the source database has {len(carried)} settings of its own ({_list([shown(s) for s in carried])}); "
                 "pg_dump leaves them out of a migration into an existing database, DBMigrate sets them on the "

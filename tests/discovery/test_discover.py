@@ -584,6 +584,11 @@ def test_database_settings_are_named_and_one_the_target_lacks_blocks():
     assert carried.severity == common_pb2.INFO
     assert "search_path, work_mem (for role app), myapp.tenant" in carried.message  # a custom one is carried
     assert "secret-ish" not in carried.message and "64MB" not in carried.message  # names, not values
+    # a target user who may not set them: refused before anything is copied
+    t_user = inv(server=server(started_at="x", can_set_database_privileges=False, current_user="app"),
+                 setting_names=t["setting_names"])
+    found = {f.code: f for f in find(s, t_user, OPTS, DUMP, {})}
+    assert found["DATABASE_SETTINGS_NOT_SET"].severity == common_pb2.BLOCKER and "DATABASE_SETTINGS" not in found
 
 
 def test_a_source_newer_than_every_installed_pg_dump_is_refused_clearly():
