@@ -292,7 +292,11 @@ class _ParallelApply:
                     tables = []
                 if self.running:
                     self.barrier()
-                self.run(self.conns[0], typ, name, body)
+                # pg_dump SETs the table access method and tablespace once, where they change: the
+                # first session may not have run the ones a table sent elsewhere consumed (a
+                # materialized view after it needs them too)
+                prefix = "\n".join(current.values())
+                self.run(self.conns[0], typ, name, f"{prefix}\n{body}" if prefix else body)
             if tables:
                 self.running.append(pool.submit(self.on_pool, tables))
             self.barrier()

@@ -19,8 +19,9 @@ from services.validation.verify import verify
 from tests.migrations import create, drive
 from tests.validation.test_verify import request
 
-WHERE = """SELECT c.relname, coalesce(t.spcname, '(default)') FROM pg_class c
-             LEFT JOIN pg_tablespace t ON t.oid = c.reltablespace
+WHERE = """SELECT c.relname, coalesce(t.spcname, '(default)'), coalesce(a.amname, '') FROM pg_class c
+             LEFT JOIN pg_tablespace t ON t.oid = c.reltablespace LEFT JOIN pg_am a ON a.oid = c.relam
+                                                                  AND c.relkind <> 'i'
             WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'i', 'm')
               AND c.relname NOT LIKE 'filler%' ORDER BY 1"""
 
@@ -47,6 +48,11 @@ def test_tablespaces_of_tables_indexes_and_keys_arrive_and_are_verified(stack_fa
             ALTER TABLE d_big ADD PRIMARY KEY (id) USING INDEX TABLESPACE {space};
             CREATE INDEX d_pad ON d_big (pad);
             CREATE MATERIALIZED VIEW e_mv TABLESPACE {space} AS SELECT 1 AS one;
+            -- a table and then a materialized view with the same access method and tablespace: pg_dump
+            -- SETs them once, before the table, which another session creates
+            CREATE ACCESS METHOD heap2 TYPE TABLE HANDLER heap_tableam_handler;
+            CREATE TABLE f_base (id int) USING heap2 TABLESPACE {space};
+            CREATE MATERIALIZED VIEW f_mv USING heap2 TABLESPACE {space} AS SELECT 1 AS one;
             ANALYZE;
         """)
         stack = stack_factory().start()
@@ -57,8 +63,9 @@ def test_tablespaces_of_tables_indexes_and_keys_arrive_and_are_verified(stack_fa
         with psycopg.connect(src.url) as s, psycopg.connect(dst.url) as d:
             expected = s.execute(WHERE).fetchall()
             assert d.execute(WHERE).fetchall() == expected
-        assert ("a_v", space) in expected and ("b_there", space) in expected and ("d_big_pkey", space) in expected
-        assert ("c_v", "(default)") in expected and ("a_plain", "(default)") in expected
+        assert ("a_v", space, "") in expected and ("b_there", space, "heap") in expected
+        assert ("d_big_pkey", space, "") in expected and ("f_mv", space, "heap2") in expected
+        assert ("c_v", "(default)", "") in expected and ("a_plain", "(default)", "heap") in expected
         # the verification sees where rows are stored: an index moved on the target is a difference
         dst.execute(f"ALTER INDEX c_v SET TABLESPACE {space}")
         report = verify(request(src, dst))
@@ -67,7 +74,7 @@ def test_tablespaces_of_tables_indexes_and_keys_arrive_and_are_verified(stack_fa
             ("index", "public.c_plain.c_v", "changed")}
     finally:
         for db in (src, dst):
-            db.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+            db.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public; DROP ACCESS METHOD IF EXISTS heap2")
         with psycopg.connect(pg_admin_url, autocommit=True) as admin:
             admin.execute(f"DROP TABLESPACE IF EXISTS {space}")
         shutil.rmtree(where, ignore_errors=True)
