@@ -86,6 +86,8 @@ def rollback(c: psycopg.Connection, baseline: common_pb2.TargetBaseline) -> list
         known = {k: set(v) for k, v in baseline.details.items()} if baseline.HasField("details") else {}
         now = inventory(c)
         for kind, statement in _DROP_OTHER.items():
+            if kind in _LISTED_SINCE_INVENTORY_ROW and "inventory" not in known:
+                continue
             for name in sorted(now.get(kind, set()) - known.get(kind, set())):
                 c.execute(sql.SQL(statement.format(name)))
                 dropped.append(f"{kind.replace('_', ' ')} {name}")
@@ -105,8 +107,15 @@ _DROP_OTHER = {
     "collation": "DROP COLLATION IF EXISTS {} CASCADE",
     "text_search_configuration": "DROP TEXT SEARCH CONFIGURATION IF EXISTS {} CASCADE",
     "text_search_dictionary": "DROP TEXT SEARCH DICTIONARY IF EXISTS {} CASCADE",
+    # kinds a baseline lists only from the inventory with an 'inventory' row on (an older baseline
+    # does not say what the target had of them: nothing of theirs is dropped)
     "access_method": "DROP ACCESS METHOD IF EXISTS {} CASCADE",
+    "shell_type": "DROP TYPE IF EXISTS {} CASCADE",
+    "operator_family": "DROP OPERATOR FAMILY IF EXISTS {} CASCADE",
+    "transform": "DROP TRANSFORM IF EXISTS FOR {} CASCADE",
+    "foreign_data_wrapper": "DROP FOREIGN DATA WRAPPER IF EXISTS {} CASCADE",
 }
+_LISTED_SINCE_INVENTORY_ROW = {"access_method", "shell_type", "operator_family", "transform", "foreign_data_wrapper"}
 _DEFAULT_KINDS = {"r": ("TABLES", "r"), "S": ("SEQUENCES", "s"), "f": ("FUNCTIONS", "f"), "T": ("TYPES", "T"),
                   "n": ("SCHEMAS", "n")}
 _EXPLODE = """SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END,

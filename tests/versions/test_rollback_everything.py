@@ -43,6 +43,12 @@ CREATE TABLE public.am_a (id int);
 CREATE TABLE public.am_b (id int) USING heap2;
 CREATE TABLE public.am_c (id int);
 CREATE MATERIALIZED VIEW public.am_mv USING heap2 AS SELECT 1 AS one;
+-- a shell type, an operator family without classes, a foreign-data wrapper, a transform
+CREATE TYPE public.shell_t;
+CREATE OPERATOR FAMILY public.empty_fam USING btree;
+CREATE FOREIGN DATA WRAPPER dbm_test_fdw;
+CREATE TRANSFORM FOR integer LANGUAGE sql (FROM SQL WITH FUNCTION prsd_lextype(internal),
+                                           TO SQL WITH FUNCTION int4recv(internal));
 """
 
 STATE = {
@@ -58,6 +64,9 @@ STATE = {
     "default_privileges": "SELECT defaclrole::regrole::text, defaclobjtype, defaclacl::text FROM pg_default_acl ORDER BY 1, 2",
     "types": "SELECT typname FROM pg_type WHERE typnamespace = 'public'::regnamespace ORDER BY 1",
     "access_methods": "SELECT amname FROM pg_am ORDER BY 1",
+    "operator_families": "SELECT opfname FROM pg_opfamily WHERE opfnamespace = 'public'::regnamespace ORDER BY 1",
+    "wrappers": "SELECT fdwname FROM pg_foreign_data_wrapper ORDER BY 1",
+    "transforms": "SELECT trftype::regtype::text FROM pg_transform ORDER BY 1",
     "storage": """SELECT c.relname, a.amname FROM pg_class c JOIN pg_am a ON a.oid = c.relam
                    WHERE c.relnamespace = 'public'::regnamespace AND c.relname LIKE 'am\\_%' ORDER BY 1""",
     "settings": """SELECT coalesce(s.setrole::regrole::text, ''), s.setconfig FROM pg_db_role_setting s
@@ -86,6 +95,8 @@ def test_a_rollback_returns_everything_the_migration_made_outside_its_schemas(st
         after = state(dst.url)
         assert after["event_triggers"] and after["servers"] and after["operators"] and after["default_privileges"]
         source = state(src.url)
+        for kind in ("types", "operator_families", "wrappers", "transforms"):
+            assert after[kind] == source[kind] != before[kind], kind
         assert after["settings"] == source["settings"] and len(source["settings"]) == 2
         assert after["storage"] == source["storage"] == [("am_a", "heap"), ("am_b", "heap2"), ("am_c", "heap"),
                                                          ("am_mv", "heap2")]

@@ -59,6 +59,27 @@ SELECT 'access_method', quote_ident(a.amname) FROM pg_am a
  WHERE a.oid >= 16384  -- not built in
    AND NOT EXISTS (SELECT 1 FROM ext_members e WHERE e.classid = 'pg_am'::regclass AND e.objid = a.oid)
 UNION ALL
+SELECT 'shell_type', quote_ident(n.nspname) || '.' || quote_ident(t.typname)
+  FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+ WHERE t.typtype = 'p' AND NOT t.typisdefined
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_%'
+   AND NOT EXISTS (SELECT 1 FROM ext_members e WHERE e.classid = 'pg_type'::regclass AND e.objid = t.oid)
+UNION ALL
+SELECT 'operator_family', quote_ident(n.nspname) || '.' || quote_ident(f.opfname) || ' USING ' || quote_ident(a.amname)
+  FROM pg_opfamily f JOIN pg_namespace n ON n.oid = f.opfnamespace JOIN pg_am a ON a.oid = f.opfmethod
+ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_%'
+   AND NOT EXISTS (SELECT 1 FROM ext_members e WHERE e.classid = 'pg_opfamily'::regclass AND e.objid = f.oid)
+UNION ALL
+SELECT 'foreign_data_wrapper', quote_ident(w.fdwname) FROM pg_foreign_data_wrapper w
+ WHERE NOT EXISTS (SELECT 1 FROM ext_members e WHERE e.classid = 'pg_foreign_data_wrapper'::regclass AND e.objid = w.oid)
+UNION ALL
+SELECT 'transform', format_type(t.trftype, NULL) || ' LANGUAGE ' || quote_ident(l.lanname)
+  FROM pg_transform t JOIN pg_language l ON l.oid = t.trflang
+ WHERE NOT EXISTS (SELECT 1 FROM ext_members e WHERE e.classid = 'pg_transform'::regclass AND e.objid = t.oid)
+UNION ALL
+-- which kinds this inventory has: a baseline without this row was taken before the kinds above
+SELECT 'inventory', 'shell types, operator families, foreign-data wrappers, transforms, access methods'
+UNION ALL
 SELECT 'event_trigger', quote_ident(t.evtname) FROM pg_event_trigger t
  WHERE NOT EXISTS (SELECT 1 FROM ext_members e WHERE e.classid = 'pg_event_trigger'::regclass AND e.objid = t.oid)
 UNION ALL
