@@ -139,8 +139,8 @@ def shorten(text: str, n: int = 200) -> str:
 def _detail(kind: str, a: str, b: str) -> str:
     if kind == "function":
         return "function body differs"
-    if kind == "large_object":
-        return "content differs"
+    if kind == "large_object":  # "md5 <content>[ comment <md5 of the comment>]"
+        return "comment differs" if a.partition(" comment ")[0] == b.partition(" comment ")[0] else "content differs"
     if kind in ("privileges", "default_privileges"):
         sa, sb = set(a.split(", ")), set(b.split(", "))
         parts = [f"lost: {', '.join(sorted(sa - sb))}" if sa - sb else "",
