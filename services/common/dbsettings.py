@@ -11,6 +11,8 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
+from services.common.pg import is_transient
+
 SETTINGS_SQL = """SELECT coalesce(pg_get_userbyid(NULLIF(s.setrole, 0)), ''), x.item
                  FROM pg_db_role_setting s
                  JOIN pg_database d ON d.oid = s.setdatabase, unnest(s.setconfig) AS x(item)
@@ -104,6 +106,8 @@ def copy_database_settings(source: psycopg.Connection, target: psycopg.Connectio
             target.execute(set_statement(target.info.dbname, role, name, value))
             done.append(shown(role, name))
         except psycopg.Error as err:
+            if is_transient(err):  # the target went away: the step is retried, not a setting left unset
+                raise
             refused.append(f"{shown(role, name)}: {err.diag.message_primary or err}")
     parts = [f"{len(done)} database settings set ({', '.join(done[:10])}{' and more' if len(done) > 10 else ''})"] \
         if done else []

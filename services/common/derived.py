@@ -13,6 +13,8 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
+from services.common.pg import catalog_search_path, is_transient
+
 # Each derived foreign key: the table it is on, the table it references, the key at the top of its
 # line (conparentid followed up to a key pg_dump writes, which has the same name on both sides: a key
 # on a partition of a partition derives from one that is derived itself), and its own name.
@@ -30,12 +32,8 @@ SELECT k.conrelid::regclass::text, k.confrelid::regclass::text, r.conrelid::regc
 
 def _derived(c: psycopg.Connection) -> dict[tuple[str, str, str, str], str]:
     """(on, references, top key's table, top key's name) -> name; a key that is not unique left out."""
-    old = c.execute("SELECT current_setting('search_path')").fetchone()[0]
-    c.execute("SELECT set_config('search_path', 'pg_catalog', false)")
-    try:
+    with catalog_search_path(c):
         rows = c.execute(_DERIVED).fetchall()
-    finally:
-        c.execute("SELECT set_config('search_path', %s, false)", (old,))
     out: dict[tuple[str, str, str, str], str] = {}
     twice = set()
     for on, to, top_table, top, name in rows:
@@ -73,5 +71,7 @@ def _rename(target: psycopg.Connection, on: str, name: str, to: str, refused: li
             sql.SQL(on), sql.Identifier(name), sql.Identifier(to)))  # `on`: regclass text, quoted
         return True
     except psycopg.Error as err:
+        if is_transient(err):  # the target went away: the step is retried, not a name left behind
+            raise
         refused.append(f"{name} on {on} (the source's {wanted}): {err.diag.message_primary or err}")
         return False

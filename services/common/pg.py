@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from urllib.parse import quote, urlsplit
 
 import psycopg
@@ -193,6 +194,20 @@ TRANSIENT_SQLSTATES = {
     "53300",  # too_many_connections
     "08000", "08003", "08006", "08001", "08004",  # connection exceptions
 }
+
+
+@contextmanager
+def catalog_search_path(c: psycopg.Connection):
+    """search_path = pg_catalog on `c` meanwhile: every name regclass, regprocedure and the pg_get_*
+    functions write is schema-qualified, the same on both servers whatever the sessions' settings.
+    The session's own comes back after (an aborted transaction takes it back on its rollback)."""
+    old = c.execute("SELECT current_setting('search_path')").fetchone()[0]
+    c.execute("SELECT set_config('search_path', 'pg_catalog', false)")
+    try:
+        yield
+    finally:
+        if c.info.transaction_status != psycopg.pq.TransactionStatus.INERROR:
+            c.execute("SELECT set_config('search_path', %s, false)", (old,))
 
 
 def is_transient(err: BaseException) -> bool:

@@ -9,10 +9,10 @@ target database or a superuser may change its privileges: anyone else gets them 
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import psycopg
 from psycopg import sql
+
+from services.common.pg import catalog_search_path, is_transient
 
 _ACL = """SELECT CASE WHEN a.grantee = 0 THEN '' ELSE pg_get_userbyid(a.grantee) END, a.privilege_type, a.is_grantable
             FROM pg_database d, aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a
@@ -69,22 +69,10 @@ _TYPE_FUNCTIONS = """SELECT p.oid::regprocedure::text, pg_get_userbyid(p.proowne
 def copy_type_function_privileges(source: psycopg.Connection, target: psycopg.Connection) -> str:
     """Gives the functions a type made for itself on the target the source's privileges (see
     _TYPE_FUNCTIONS); returns what it did, for the step ('' when nothing)."""
-    with _catalog_path(source):
+    with catalog_search_path(source):
         want = {sig: grants for sig, _, grants in source.execute(_TYPE_FUNCTIONS)}
-    with _catalog_path(target):
+    with catalog_search_path(target):
         return _set_type_function_privileges(target, want)
-
-
-@contextmanager
-def _catalog_path(c: psycopg.Connection):
-    """search_path = pg_catalog meanwhile: every name regprocedure writes is schema-qualified, the
-    same on both sides and whatever the sessions' settings."""
-    old = c.execute("SELECT current_setting('search_path')").fetchone()[0]
-    c.execute("SELECT set_config('search_path', 'pg_catalog', false)")
-    try:
-        yield
-    finally:
-        c.execute("SELECT set_config('search_path', %s, false)", (old,))
 
 
 def _set_type_function_privileges(target: psycopg.Connection, want: dict[str, list]) -> str:
@@ -104,6 +92,8 @@ def _set_type_function_privileges(target: psycopg.Connection, want: dict[str, li
                         sql.SQL(" WITH GRANT OPTION" if grantable == "true" else "")))
             changed.append(sig)
         except psycopg.Error as err:  # not its owner: named (the final verification names it too)
+            if is_transient(err):  # the target went away: the step is retried
+                raise
             refused.append(f"{sig}: {err.diag.message_primary or err}")
     parts = [f"privileges of {len(changed)} functions made by their types ({', '.join(changed[:5])}"
              f"{' and more' if len(changed) > 5 else ''}) set as on the source"] if changed else []

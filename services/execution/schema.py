@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 from dataclasses import dataclass, field
 
+from services.common.pg import catalog_search_path
 from services.common.pgdump import blocks, preamble_settings, session_set_lines, session_sets
 
 _IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
@@ -116,12 +117,8 @@ _UNIQUE_SQL = (Path(__file__).parent / "sql" / "unique_constraints.sql").read_te
 
 def unique_constraint_indexes(conn) -> dict[tuple[str, str, str], tuple[str, bool, bool, bool]]:
     """unique_via_index's `indexes`, read on `conn` (the source, inside the snapshot)."""
-    old = conn.execute("SELECT current_setting('search_path')").fetchone()[0]
-    conn.execute("SELECT set_config('search_path', 'pg_catalog', true)")
-    try:
+    with catalog_search_path(conn):
         rows = conn.execute(_UNIQUE_SQL).fetchall()
-    finally:
-        conn.execute("SELECT set_config('search_path', %s, true)", (old,))
     return {(schema, table, name): (indexdef, primary, deferrable, deferred)
             for schema, table, name, indexdef, primary, deferrable, deferred in rows}
 
