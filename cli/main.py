@@ -90,9 +90,11 @@ def _migration_options(c: argparse.ArgumentParser) -> None:
                    help="h2oGPTe timeout per question (default: the generation agent's)")
     c.add_argument("--jobs", type=_jobs, default=0, metavar="N", help="parallel copy workers (0 = cores)")
     c.add_argument("--include", action="append", default=[], metavar="PATTERN",
-                   help="copy only matching tables, 'schema.table' glob (* and ?); repeatable")
+                   help="copy only matching tables (and views, materialized views, foreign tables), "
+                        "'schema.table' glob (* and ?); repeatable")
     c.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
-                   help="skip matching tables, 'schema.table' glob; repeatable")
+                   help="skip matching tables (and views, materialized views, foreign tables), "
+                        "'schema.table' glob; repeatable")
     c.add_argument("--split-threshold", type=_size, default=0, metavar="SIZE",
                    help="copy tables larger than this in parts (e.g. 256MB; default 1GiB)")
     c.add_argument("--sample-rows", type=_count, default=0, metavar="N",

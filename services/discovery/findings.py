@@ -115,7 +115,7 @@ def find(source_inv: dict, target_inv: dict, options, pg_dump_version: tuple | N
     _database_privileges(out, src, tgt, options)
     _database_settings(out, source_inv, target_inv)
     _requirements(out, source_inv, target_inv, names)
-    _objects(out, source_inv, names)
+    _objects(out, source_inv, names, options)
     online = options is not None and options.online
     _traffic(out, source_inv, online)
     _connections(out, source_inv, target_inv, options)
@@ -272,6 +272,7 @@ def _selection(out: _Findings, source_inv: dict, tables: list[dict], options) ->
                         "cannot be created (or its rows cannot be checked) on the target",
                         f"include {fk['ref_schema']}.{fk['ref_table']}, or exclude "
                         f"{fk['schema']}.{fk['table']} too", capped=True)
+        _views_left_out(out, source_inv, chosen, options)
         for t in tables:
             parent = parents.get(t.get("parent") or "")
             if t["kind"] == "partition" and parent and (parent["schema"], parent["name"]) not in chosen:
@@ -279,6 +280,38 @@ def _selection(out: _Findings, source_inv: dict, tables: list[dict], options) ->
                         f"partition {qualified(t['schema'], t['name'])} is selected but its partitioned table "
                         f"{t['parent']} is not",
                         f"include {t['parent']} as well, or exclude its partitions", capped=True)
+
+
+def _views_left_out(out: _Findings, source_inv: dict, chosen: set, options) -> None:
+    """The patterns select views, materialized views and foreign tables as they select tables (as
+    pg_dump's --table and --exclude-table do): those they leave out are named, and so is a view they
+    keep that reads a relation they leave out (its CREATE would fail on the target), with what it
+    reads, through views that fail for the same reason."""
+    include, exclude = list(options.include), list(options.exclude)
+    views = source_inv.get("views", [])
+    left = {(v["schema"], v["name"]) for v in views if not matches(v["schema"], v["name"], include, exclude)}
+    if left:
+        shown = [qualified(*k) for k in sorted(left)]
+        out.add("VIEWS_EXCLUDED", INFO, _list(shown),
+                f"{len(left)} views and materialized views are left out by the include/exclude patterns "
+                f"({_list(shown)})", "check these are the views you mean to leave out")
+    missing = {(t["schema"], t["name"]) for t in source_inv.get("tables", [])} - chosen | left
+    kept = [v for v in views if (v["schema"], v["name"]) not in left]
+    failing: dict[tuple[str, str], list[str]] = {}
+    while True:  # a view reading a view that fails fails too
+        more = {(v["schema"], v["name"]): [qualified(*r) for r in v.get("reads") or [] if tuple(r) in missing]
+                for v in kept if (v["schema"], v["name"]) not in failing}
+        more = {k: reads for k, reads in more.items() if reads}
+        if not more:
+            break
+        failing.update(more)
+        missing |= set(more)
+    for (schema, name), reads in sorted(failing.items()):
+        out.add("VIEW_READS_EXCLUDED", HIGH, qualified(schema, name),
+                f"view {qualified(schema, name)} reads {', '.join(reads)}, which the patterns leave out: it "
+                "cannot be created on the target",
+                f"exclude {schema}.{name} too (--exclude '{schema}.{name}'), or include {', '.join(reads)}",
+                capped=True)
 
 
 def _target_tables(out: _Findings, tables: list[dict], target_rows: dict, replace: bool, target_inv: dict) -> None:
@@ -608,7 +641,7 @@ def _server_gaps(out: _Findings, source_inv: dict, target_inv: dict, names: set)
                     "directory on the target host), then run discovery again")
 
 
-def _objects(out: _Findings, source_inv: dict, names: set) -> None:
+def _objects(out: _Findings, source_inv: dict, names: set, options) -> None:
     lo = source_inv.get("large_objects", {}) or {}
     if lo.get("count", 0) > 0:
         out.add("LARGE_OBJECTS", LOW if lo.get("bytes", 0) > GB else INFO, "large objects",
@@ -639,8 +672,10 @@ def _objects(out: _Findings, source_inv: dict, names: set) -> None:
                 f"{len(not_valid)} constraints are NOT VALID in the source ({_list(not_valid)}): existing rows "
                 "may break them; they are created NOT VALID on the target too",
                 "VALIDATE CONSTRAINT them on the source when you can, to know the data holds")
+    include = list(options.include) if options is not None else []
+    exclude = list(options.exclude) if options is not None else []
     matviews = [qualified(v["schema"], v["name"]) for v in source_inv.get("views", [])
-                if v.get("kind") == "materialized"]
+                if v.get("kind") == "materialized" and matches(v["schema"], v["name"], include, exclude)]
     if matviews:
         out.add("MATERIALIZED_VIEWS", INFO, _list(matviews),
                 f"{len(matviews)} materialized views ({_list(matviews)}) are created and refreshed on the target "

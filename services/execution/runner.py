@@ -22,7 +22,7 @@ from psycopg import sql
 
 from dbmigrate.v1 import agents_pb2, common_pb2
 from services.common.copy import PSQL_BYTES
-from services.common.catalog import Table, left_out_parents, list_tables, select_tables, table_writes
+from services.common.catalog import Table, left_out_relations, list_tables, select_tables, table_writes
 from services.common.errors import Cancelled, DatabaseError, DBMigrateError, FailedPrecondition
 from services.common.pg import connect, is_transient
 from services.common import pgtools
@@ -159,7 +159,7 @@ class ExecutionRun:
             if unpublished:  # created between the publication and the slot: they would not be streamed
                 raise DatabaseError(f"online: {len(unpublished)} tables appeared on the source while the replication "
                                     f"slot was made ({', '.join(unpublished[:5])}); starting again", retryable=True)
-            excluded = exclude_args(all_tables + left_out_parents(exporter, list(self.opts.include),
+            excluded = exclude_args(all_tables + left_out_relations(exporter, list(self.opts.include),
                                                                   list(self.opts.exclude)), tables)
             self._log(f"snapshot {snapshot}: {len(tables)} tables, {self.jobs} jobs, attempt {self.req.attempt or 1}, "
                       f"{self.tools}")

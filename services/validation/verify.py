@@ -29,7 +29,7 @@ import psycopg
 from psycopg import sql
 
 from dbmigrate.v1 import agents_pb2, common_pb2
-from services.common.catalog import (Table, left_out_parents, list_tables, quote_ident, select_tables, stream_rows,
+from services.common.catalog import (Table, left_out_relations, list_tables, quote_ident, select_tables, stream_rows,
                                      table_names, table_writes)
 from services.common.checksum import Checksum, row_expression, row_hash, table_checksum
 from services.common.derived import rename_derived_keys
@@ -149,7 +149,7 @@ def render_source(req: agents_pb2.VerifyRequest | agents_pb2.ValidateRequest, sr
     tools = pgtools.for_source(src.conn.info.server_version, target_version_num)  # the migration's own
     with src.guard():
         every = list_tables(src.conn)
-        excluded = exclude_args(every + left_out_parents(src.conn, include, exclude),
+        excluded = exclude_args(every + left_out_relations(src.conn, include, exclude),
                                 select_tables(every, include, exclude))
     pre, post = (dump_section(req.source, section, tools=tools, snapshot=src.snapshot, extra_args=excluded,
                               **dump_flags(opts)) for section in ("pre-data", "post-data"))

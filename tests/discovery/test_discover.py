@@ -497,6 +497,33 @@ def test_findings_foreign_key_to_excluded_table():
     assert by_code(found, "FOREIGN_KEY_TO_EXCLUDED_TABLE")[0].severity == common_pb2.HIGH
 
 
+def test_findings_views_follow_the_patterns_and_views_on_left_out_relations_are_named():
+    def view(name, reads, kind="view"):
+        return {"schema": "public", "name": name, "kind": kind, "owner": "o", "populated": True, "bytes": 0,
+                "reads": [["public", r] for r in reads]}
+    s = inv(tables=[table("orders"), table("archive")],
+            views=[view("recent", ["orders"]), view("old", ["archive"]), view("old_totals", ["old", "orders"]),
+                   view("mv", ["orders"], "materialized"), view("plain", [])])
+    t = inv(server=server(started_at="x"))
+    found = find(s, t, common_pb2.MigrationOptions(exclude=["public.archive", "public.mv"]), DUMP, {})
+    # the view reading the excluded table fails, and so does the view reading that view
+    failing = by_code(found, "VIEW_READS_EXCLUDED")
+    assert [(f.object, f.severity) for f in failing] == [("public.old", common_pb2.HIGH),
+                                                         ("public.old_totals", common_pb2.HIGH)]
+    assert "public.archive" in failing[0].message and "--exclude 'public.old'" in failing[0].remedy
+    assert "public.old" in failing[1].message and "public.orders" not in failing[1].message
+    assert by_code(found, "VIEWS_EXCLUDED")[0].object == "public.mv"
+    assert not by_code(found, "MATERIALIZED_VIEWS")  # the one there is is left out
+    fixed = find(s, t, common_pb2.MigrationOptions(exclude=["public.archive", "public.old*"]), DUMP, {})
+    assert not by_code(fixed, "VIEW_READS_EXCLUDED")
+    assert "public.mv" in by_code(fixed, "MATERIALIZED_VIEWS")[0].message
+    # an older inventory (no "reads") names no view
+    for v in s["views"]:
+        del v["reads"]
+    assert not by_code(find(s, t, common_pb2.MigrationOptions(exclude=["public.archive"]), DUMP, {}),
+                       "VIEW_READS_EXCLUDED")
+
+
 def test_findings_are_capped_per_code():
     s = inv(tables=[table(f"t{i}", has_primary_key=False) for i in range(500)])
     found = by_code(find(s, inv(server=server(started_at="x")), OPTS, DUMP, {}), "NO_PRIMARY_KEY")

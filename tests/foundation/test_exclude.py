@@ -4,7 +4,7 @@ import re
 import pytest
 
 from services.common import pgdump
-from services.common.catalog import Named, left_out_parents, list_tables, select_tables
+from services.common.catalog import Named, left_out_parents, left_out_relations, list_tables, select_tables
 from services.common.pg import parse_url
 from services.common.pgtools import for_source, installed
 
@@ -88,3 +88,32 @@ def test_a_partitioned_table_is_left_out_once_nothing_under_it_is_kept(new_datab
                                      extra_args=pgdump.exclude_args(every + left_out_parents(c, [], ["public.pt*"]),
                                                                     kept))
     assert _created(script) == {"public.empty_parent", "public.other"}
+
+
+def _made(script: str, kind: str) -> set[str]:
+    return set(re.findall(rf"^CREATE {kind} (\S+)", script, re.M))
+
+
+def test_views_matviews_and_foreign_tables_follow_the_patterns(new_database):
+    """As pg_dump's --table/--exclude-table: an excluded view or materialized view is not created (it
+    was, only left out of the comparison), nor a foreign table; --include selects them too."""
+    db = new_database("exclviews")
+    db.execute("""
+        CREATE TABLE orders (id int); CREATE TABLE archive (id int);
+        CREATE VIEW recent AS SELECT * FROM orders; CREATE VIEW old AS SELECT * FROM archive;
+        CREATE MATERIALIZED VIEW totals AS SELECT count(*) FROM orders;
+        CREATE FOREIGN DATA WRAPPER w; CREATE SERVER s FOREIGN DATA WRAPPER w;
+        CREATE FOREIGN TABLE remote (id int) SERVER s;
+    """)
+    with db.connect() as c:
+        every = list_tables(c)
+        assert left_out_relations(c, [], []) == []
+        excl = ["public.archive", "public.old", "public.totals", "public.remote"]
+        left = left_out_relations(c, [], excl)
+        assert sorted(left) == [Named("public", "old"), Named("public", "remote"), Named("public", "totals")]
+        assert sorted(left_out_relations(c, ["public.orders", "public.recent"], [])) == sorted(left)
+        script = pgdump.dump_section(parse_url(db.url), "pre-data", tools=for_source(c.info.server_version),
+                                     extra_args=pgdump.exclude_args(every + left, select_tables(every, [], excl)))
+    assert _created(script) == {"public.orders"}
+    assert _made(script, "VIEW") == {"public.recent"}
+    assert not _made(script, "MATERIALIZED VIEW") and not _made(script, "FOREIGN TABLE")
