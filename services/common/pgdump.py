@@ -377,6 +377,34 @@ def apply_script(conn: common_pb2.Connection, script: str, what: str = "schema s
         raise _fail(f"applying the {what}", conn, r.stderr)
 
 
+def refused_objects(conn: common_pb2.Connection, script: str) -> list[tuple[str, str, str]]:
+    """Every object of a pre-data script the server refuses, as (type, name, the server's error), in
+    script order: the script applied object by object in one transaction, each object under a
+    savepoint, then rolled back, so nothing of it stays. An object that needs a refused one is refused
+    too, with an error that names what it lacks. Run it on an empty database (apply_schema stops at the
+    first refusal: this names them all at once)."""
+    preamble, items = blocks(fit_script(script, known_settings(conn)))
+    refused = []
+    with connect(conn, "target", application_name="dbmigrate-schema") as c:
+        head = preamble_settings(preamble)
+        if head:
+            c.execute(head)
+        release = ""
+        for typ, name, body in items:
+            try:
+                # One round trip an object: the last savepoint released, a new one, the object.
+                c.execute(f"{release}SAVEPOINT dbmigrate_object;\n{body}")
+            except psycopg.Error as err:
+                if is_transient(err):
+                    raise DatabaseError(f"listing the objects the target refuses: {redact(str(err))}",
+                                        retryable=True) from None
+                c.execute("ROLLBACK TO SAVEPOINT dbmigrate_object")
+                refused.append((typ, name, redact(err.diag.message_primary or str(err)).strip()))
+            release = "RELEASE SAVEPOINT dbmigrate_object;\n"  # it stands after either
+        c.rollback()
+    return refused
+
+
 def server_version_num(c: psycopg.Connection) -> int:
     return int(c.execute("SHOW server_version_num").fetchone()[0])
 

@@ -27,7 +27,8 @@ from services.common.errors import Cancelled, DBMigrateError, DatabaseError
 from services.common.logs import redact
 from services.common.pg import connect, is_transient
 from services.common import pgtools
-from services.common.pgdump import DependencyLoop, apply_schema, dump_flags, dump_section, exclude_args, server_version_num, tolerant_pre_data
+from services.common.pgdump import (DependencyLoop, apply_schema, dump_flags, dump_section, exclude_args, refused_objects,
+                                    server_version_num, tolerant_pre_data)
 from services.common.roles import needed_roles, role_names, to_create
 from services.validation.scratch import create_scratch, drop_scratch, scratch_name
 from services.validation.verify import render_before_load
@@ -73,6 +74,12 @@ FINGERPRINT_BATCH = 100
 # samples were small tables of one shape.
 MAX_SAMPLED_TABLES = 50
 MAX_SHAPES = 200
+_LIBRARY_ERROR = re.compile(r"incompatible library|could not (?:access|load) (?:file|library)")
+_LIBRARY_REMEDY = ("a C function names a library file the target server cannot load (another major version's, or "
+                   "absent there): install the library built for the target's version, and on the source re-create "
+                   "the function with CREATE OR REPLACE FUNCTION ... AS '$libdir/NAME' instead of an absolute path, "
+                   "or drop it if nothing uses it")
+REFUSED_LISTED = 20  # objects the target refuses, named one finding each (the summary counts them all)
 
 
 def choose_sample(tables: list[Table]) -> tuple[list[Table], list[tuple[Table, Table]]]:
@@ -171,6 +178,20 @@ class Sampler:
                         (redact(str(err)).strip().splitlines() or [type(err).__name__])[0])
             return None
 
+    def _refused(self, script: str) -> list[tuple[str, str, str]]:
+        """Every object of `script` the target refuses (apply_schema stopped at the first), tried on the
+        scratch database made empty again; [] when that cannot be told."""
+        try:
+            with connect(self.req.target, "target", autocommit=True, application_name="dbmigrate-validation") as admin:
+                drop_scratch(admin, self.scratch.dbname)
+                create_scratch(admin, self.scratch.dbname, "the sample test migration")
+            return refused_objects(self.scratch, script)
+        except DBMigrateError as err:
+            if err.retryable:
+                raise
+            log.warning("the objects the target refuses could not be listed: %s", err)
+            return []
+
     def _create_scratch(self) -> None:
         with connect(self.req.target, "target", autocommit=True, application_name="dbmigrate-validation") as c:
             create_scratch(c, self.scratch.dbname, "the sample test migration")
@@ -218,13 +239,26 @@ class Sampler:
         except DatabaseError as err:
             if err.retryable:  # the target went away for a moment: the coordinator calls again
                 raise
-            findings.append(common_pb2.Finding(
-                code="SCHEMA_APPLY_FAILED", severity=common_pb2.BLOCKER, object="pre-data schema",
-                message=f"the source's schema could not be created on the target server: {err.message}",
-                remedy="install what the error names on the target (extension, collation, tablespace) and retry"))
+            refused = self._refused(tolerant_pre_data(script))
+            remedy = "install what the error names on the target (extension, collation, tablespace, library) and retry"
+            if not refused:
+                findings.append(common_pb2.Finding(
+                    code="SCHEMA_APPLY_FAILED", severity=common_pb2.BLOCKER, object="pre-data schema",
+                    message=f"the source's schema could not be created on the target server: {err.message}",
+                    remedy=remedy))
+                return common_pb2.ValidationReport(passed=False, findings=findings, summary=(
+                    "The sample test migration failed before any data was copied: the schema could not be "
+                    f"created on the target server ({err.message})."))
+            for typ, name, error in refused[:REFUSED_LISTED]:
+                findings.append(common_pb2.Finding(
+                    code="SCHEMA_APPLY_FAILED", severity=common_pb2.BLOCKER, object=f"{typ} {name}",
+                    message=f"the target server refuses {typ.lower()} {name} of the source's schema: {error}",
+                    remedy=_LIBRARY_REMEDY if _LIBRARY_ERROR.search(error) else remedy))
+            more = f"; {len(refused) - REFUSED_LISTED} more not listed" if len(refused) > REFUSED_LISTED else ""
             return common_pb2.ValidationReport(passed=False, findings=findings, summary=(
-                "The sample test migration failed before any data was copied: the schema could not be "
-                f"created on the target server ({err.message})."))
+                "The sample test migration failed before any data was copied: the target server refuses "
+                f"{len(refused)} objects of the source's schema (first {refused[0][0].lower()} {refused[0][1]}: "
+                f"{refused[0][2]}){more}."))
         findings += self._column_order(snapshot)
         results: list[common_pb2.TableValidation] = []
         self.check_failed: set[str] = set()

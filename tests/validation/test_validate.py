@@ -156,6 +156,29 @@ def test_a_schema_the_target_cannot_create_fails_validation_with_a_blocker(new_d
     assert not scratch_exists(dst, "wf-val-schema")
 
 
+def test_every_object_the_newer_target_refuses_is_named_in_one_run(new_database, new_database18):
+    """The sample's schema stops at the first object the target refuses; the findings name them all
+    (here C functions bound to PostgreSQL 15's libraries, and a view that reads one), so one run says
+    what to fix instead of one object a run."""
+    src, dst = new_database("vsrc"), new_database18("vdst")
+    lib = "/usr/lib/postgresql/15/lib"
+    src.execute(f"""
+        CREATE TABLE t (id int PRIMARY KEY, at timestamptz);
+        CREATE FUNCTION old_autoinc() RETURNS trigger AS '{lib}/autoinc.so', 'autoinc' LANGUAGE C;
+        CREATE FUNCTION old_moddatetime() RETURNS trigger AS '{lib}/moddatetime.so', 'moddatetime' LANGUAGE C;
+        CREATE FUNCTION old_refint() RETURNS trigger AS '{lib}/refint.so', 'check_primary_key' LANGUAGE C;
+        CREATE VIEW v AS SELECT id FROM t;""")
+    report = validate(request(src, dst, "wf-val-refused"))
+    assert not report.passed
+    refused = [f for f in report.findings if f.code == "SCHEMA_APPLY_FAILED"]
+    assert [f.object for f in refused] == ["FUNCTION old_autoinc()", "FUNCTION old_moddatetime()",
+                                           "FUNCTION old_refint()"], [f.message for f in report.findings]
+    assert all(f.severity == common_pb2.BLOCKER and "incompatible library" in f.message and "$libdir" in f.remedy
+               for f in refused)
+    assert "refuses 3 objects" in report.summary, report.summary
+    assert not scratch_exists(dst, "wf-val-refused")
+
+
 def test_a_wrong_password_is_a_clear_error(new_database):
     import pytest
     from services.common.errors import DBMigrateError
