@@ -612,6 +612,17 @@ def _server_gaps(out: _Findings, source_inv: dict, target_inv: dict, names: set)
                     f"install the package that provides {lang['name']} on the target server (e.g. "
                     f"postgresql-{tgt.get('version_num', 0) // 10000 or ''}-{lang['name'].removesuffix('u')}), "
                     "then run discovery again")
+    smaj, tmaj = major(source_inv["server"].get("version_num", 0)), major(tgt.get("version_num", 0))
+    bound = [f"{qualified(f['schema'], f['name'])}({f.get('arguments', '')}) from {f['library']}"
+             for f in source_inv.get("functions", []) if (f.get("library") or "").startswith("/")]
+    if bound and smaj and tmaj and smaj != tmaj:
+        out.add("C_FUNCTION_LIBRARY_PATH", HIGH, _list(bound),
+                f"{len(bound)} C functions name their library by an absolute path ({_list(bound)}): a library "
+                f"built for PostgreSQL {_fmt_major(smaj)} does not load into {_fmt_major(tmaj)} (\"incompatible "
+                "library\"), so these functions cannot be created on the target",
+                "install the library built for the target's version, and on the source re-create each function with "
+                "CREATE OR REPLACE FUNCTION ... AS '$libdir/NAME' instead of the absolute path; or drop the ones "
+                "nothing uses")
     features = target_inv.get("features") or {}
     every_table = {(t["schema"], t["name"]) for t in source_inv.get("tables", [])}
     for needs, code, what, remedy in (

@@ -524,6 +524,20 @@ def test_findings_views_follow_the_patterns_and_views_on_left_out_relations_are_
                        "VIEW_READS_EXCLUDED")
 
 
+def test_findings_c_functions_bound_to_a_library_path_across_major_versions():
+    def fn(name, library, language="c"):
+        return {"schema": "public", "name": name, "arguments": "", "kind": "function", "language": language,
+                "owner": "postgres", "security_definer": False, "library": library}
+    s = inv(functions=[fn("autoinc", "/usr/lib/postgresql/15/lib/autoinc.so"), fn("mine", "$libdir/mine"),
+                       fn("plain", None, "sql")])
+    newer = inv(server=server(started_at="x", version="18.1", version_num=180001))
+    (f,) = by_code(find(s, newer, OPTS, DUMP, {}), "C_FUNCTION_LIBRARY_PATH")
+    assert f.severity == common_pb2.HIGH and "public.autoinc() from /usr/lib/postgresql/15/lib/autoinc.so" in f.message
+    assert "$libdir/mine" not in f.message and "$libdir/NAME" in f.remedy
+    same = inv(server=server(started_at="x"))
+    assert not by_code(find(s, same, OPTS, DUMP, {}), "C_FUNCTION_LIBRARY_PATH")  # the same server's files
+
+
 def test_findings_are_capped_per_code():
     s = inv(tables=[table(f"t{i}", has_primary_key=False) for i in range(500)])
     found = by_code(find(s, inv(server=server(started_at="x")), OPTS, DUMP, {}), "NO_PRIMARY_KEY")

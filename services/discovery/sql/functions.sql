@@ -7,7 +7,8 @@ SELECT n.nspname                                 AS schema,
             WHEN 'a' THEN 'aggregate' WHEN 'w' THEN 'window' END AS kind,
        l.lanname                                 AS language,
        pg_get_userbyid(p.proowner)               AS owner,
-       p.prosecdef                               AS security_definer
+       p.prosecdef                               AS security_definer,
+       CASE WHEN l.lanname = 'c' THEN p.probin END AS library  -- the file a C function is loaded from
   FROM pg_proc p
   JOIN pg_namespace n ON n.oid = p.pronamespace
   JOIN pg_language l ON l.oid = p.prolang
