@@ -257,7 +257,7 @@ class Sampler:
             more = f"; {len(refused) - REFUSED_LISTED} more not listed" if len(refused) > REFUSED_LISTED else ""
             return common_pb2.ValidationReport(passed=False, findings=findings, summary=(
                 "The sample test migration failed before any data was copied: the target server refuses "
-                f"{len(refused)} objects of the source's schema (first {refused[0][0].lower()} {refused[0][1]}: "
+                f"{len(refused)} object{'s' if len(refused) != 1 else ''} of the source's schema (first {refused[0][0].lower()} {refused[0][1]}: "
                 f"{refused[0][2]}){more}."))
         findings += self._column_order(snapshot)
         results: list[common_pb2.TableValidation] = []
