@@ -36,6 +36,7 @@ from services.execution.tables import DataPhase
 from services.execution.durable import DurableEvents
 from services.execution.baseline import rollback
 from services.execution.largeobjects import copy_large_objects
+from services.execution.extdata import copy_extension_data
 from services.execution.matviews import refresh_matviews
 from services.execution.postdata import run_statements
 from services.execution.schema import (parse_post_data, split_qualified, split_validation, unique_constraint_indexes,
@@ -181,6 +182,9 @@ class ExecutionRun:
                 unique_via_index(post, unique_constraint_indexes(exporter),
                                  large={(t.schema, t.name) for t in tables if t.bytes >= PSQL_BYTES})
             self._check_cancel()
+            if "extension-data" not in self.steps_done:  # before the keys that may point at those rows
+                t0 = self._begin("extension-data")
+                self._step("extension-data", copy_extension_data(exporter, self.target), t0)
             t_data = self._begin("data")
             events = DurableEvents(self.target, self.emit)
             self.emit = events.emit

@@ -10,6 +10,8 @@ from services.common.catalog import parts_for_size, split_threshold
 STEPS = [
     ("pre-data", "Create schemas, types, functions, tables and views on the target from pg_dump --section=pre-data, "
                  "taken in the migration's exported snapshot."),
+    ("extension-data", "Copy the rows users added to extensions' configuration tables (PostGIS's spatial_ref_sys, "
+                       "pg_cron's jobs) as pg_dump does, and prove them by count and checksum."),
     ("data", "Copy every table (largest first, {jobs} at a time, large tables in parts) with COPY streamed from the "
              "source snapshot into the target; each table or part is emptied and filled in one transaction."),
     ("indexes", "Build each table's indexes and primary key as soon as its data is in, then verify its rows "

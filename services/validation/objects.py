@@ -23,9 +23,9 @@ from typing import Iterator
 from psycopg import sql
 
 from dbmigrate.v1 import common_pb2
-from services.common import dbsettings
+from services.common import dbsettings, extconfig
 from services.common.catalog import matches, quote_ident, version_stable
-from services.common.checksum import stream_hash
+from services.common.checksum import Checksum, stream_hash
 
 _SQL = Path(__file__).parent / "sql"
 
@@ -117,6 +117,17 @@ def read_values(side, include, exclude, options) -> dict[tuple[str, str], str]:
         for s, n, last_value, is_called in side.rows(sql.SQL(" UNION ALL ").join(parts)):
             out[("sequence_value", f"{quote_ident(s)}.{quote_ident(n)}")] = (
                 f"last_value {last_value}" + ("" if is_called else " (is_called false)"))
+    for schema, name, kind, _, condition in side.rows(extconfig.CONFIG_SQL):
+        # What of extensions' configuration tables and sequences is the database's own (as pg_dump
+        # carries it): the rows the extension's condition selects, a sequence's position.
+        ident, shown = sql.Identifier(schema, name), f"{quote_ident(schema)}.{quote_ident(name)}"
+        if kind == "S":
+            for last_value, is_called in side.rows(sql.SQL("SELECT last_value, is_called FROM {}").format(ident)):
+                out[("sequence_value", shown)] = f"last_value {last_value}" + ("" if is_called else " (is_called false)")
+            continue
+        cols = [c for (c,) in side.rows(extconfig.COLUMNS_SQL, (shown,))]
+        for count, total in side.rows(extconfig.checksum_sql(ident, cols, extconfig.condition(condition))):
+            out[("extension_data", shown)] = Checksum(int(count), int(total)).hex.replace(":", " rows, checksum ", 1)
     for oid, digest, owner, acl in side.rows(_sql("large_objects.sql")):
         out[("large_object", str(oid))] = f"md5 {digest}"
         if not options.no_owner:
