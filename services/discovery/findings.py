@@ -653,6 +653,19 @@ def _server_gaps(out: _Findings, source_inv: dict, target_inv: dict, names: set)
 
 
 def _objects(out: _Findings, source_inv: dict, names: set, options) -> None:
+    config = source_inv.get("extension_config", [])
+    unreadable = [qualified(c["schema"], c["name"]) for c in config if not c.get("readable", True)]
+    if unreadable:
+        out.add("EXTENSION_CONFIG_UNREADABLE", BLOCKER, _list(unreadable),
+                f"the source's user cannot read {len(unreadable)} extensions' configuration tables or sequences "
+                f"({_list(unreadable)}), whose rows users add (the migration copies them, as pg_dump does)",
+                "GRANT SELECT on them to the migration's user, or migrate as their owner or a superuser")
+    elif config:
+        shown = [f"{qualified(c['schema'], c['name'])} ({c['extension']})" for c in config]
+        out.add("EXTENSION_CONFIG_DATA", INFO, _list(shown),
+                f"{len(config)} configuration tables and sequences of extensions ({_list(shown)}): the rows users "
+                "added to them (those the extension's condition selects) and the sequences' values are copied and "
+                "compared, as pg_dump carries them", "nothing to do")
     lo = source_inv.get("large_objects", {}) or {}
     if lo.get("count", 0) > 0:
         out.add("LARGE_OBJECTS", LOW if lo.get("bytes", 0) > GB else INFO, "large objects",

@@ -26,7 +26,7 @@ _SQL = Path(__file__).parent / "sql"
 LIST_KINDS = ("extensions", "schemas", "tables", "columns", "primary_keys", "foreign_keys", "indexes",
               "constraints", "sequences", "views", "functions", "triggers", "owners", "roles", "roles_needed",
               "collations", "languages", "tablespaces", "narrowed_privileges", "special_columns",
-              "database_settings", "setting_names")
+              "database_settings", "setting_names", "extension_config")
 
 # An online migration's (logical replication's) needs, read only when the migration is online:
 # `replication` (one row: wal_level, slots and WAL senders free, the user's right to replicate,

@@ -33,25 +33,40 @@ def copy_extension_data(source: psycopg.Connection, target: common_pb2.Connectio
         return "no extension has configuration tables"
     copied, rows, sequences = [], 0, 0
     with connect(target, "target", autocommit=True, application_name="dbmigrate-extension-data") as dst:
-        for schema, name, kind, extension, condition in config:
-            ident = sql.Identifier(schema, name)
-            what = f"{extension}'s configuration {'sequence' if kind == 'S' else 'table'} {ident.as_string(dst)}"
-            try:
-                if dst.execute("SELECT to_regclass(%s)", (ident.as_string(dst),)).fetchone()[0] is None:
-                    raise DatabaseError(f"{what} is not on the target: its rows cannot be copied (is the extension "
-                                        "there, in the same version?)")
-                if kind == "S":
-                    last, called = source.execute(sql.SQL("SELECT last_value, is_called FROM {}").format(ident)).fetchone()
-                    dst.execute("SELECT pg_catalog.setval(%s, %s, %s)", (ident.as_string(dst), last, called))
-                    sequences += 1
+        # A configuration table may hold a foreign key to another (PostGIS's topology.layer to
+        # topology.topology): one refused for it waits for the next pass, as long as a pass gets on.
+        pending = config
+        while pending:
+            waiting: list[tuple[tuple, psycopg.Error]] = []
+            for item in pending:
+                schema, name, kind, extension, condition = item
+                ident = sql.Identifier(schema, name)
+                what = f"{extension}'s configuration {'sequence' if kind == 'S' else 'table'} {ident.as_string(dst)}"
+                try:
+                    if dst.execute("SELECT to_regclass(%s)", (ident.as_string(dst),)).fetchone()[0] is None:
+                        raise DatabaseError(f"{what} is not on the target: its rows cannot be copied (is the "
+                                            "extension there, in the same version?)")
+                    if kind == "S":
+                        last, called = source.execute(
+                            sql.SQL("SELECT last_value, is_called FROM {}").format(ident)).fetchone()
+                        dst.execute("SELECT pg_catalog.setval(%s, %s, %s)", (ident.as_string(dst), last, called))
+                        sequences += 1
+                        continue
+                    n = _copy_table(source, dst, ident, extconfig.condition(condition), what)
+                except psycopg.errors.ForeignKeyViolation as err:
+                    waiting.append((item, err))
                     continue
-                n = _copy_table(source, dst, ident, extconfig.condition(condition), what)
-            except psycopg.Error as err:
-                raise DatabaseError(f"copying {what}: {err.diag.message_primary or err}",
-                                    retryable=is_transient(err)) from None
-            if n:
-                copied.append(f"{ident.as_string(dst)} {n:,}")
-                rows += n
+                except psycopg.Error as err:
+                    raise DatabaseError(f"copying {what}: {err.diag.message_primary or err}",
+                                        retryable=is_transient(err)) from None
+                if n:
+                    copied.append(f"{ident.as_string(dst)} {n:,}")
+                    rows += n
+            if waiting and len(waiting) == len(pending):
+                (schema, name, _, extension, _), err = waiting[0]
+                raise DatabaseError(f"copying {extension}'s configuration table {schema}.{name}: "
+                                    f"{err.diag.message_primary or err}")
+            pending = [item for item, _ in waiting]
     parts = [f"{rows:,} rows of extensions' configuration tables copied and verified ({', '.join(copied)})"
              if copied else "no rows of their own in extensions' configuration tables"]
     if sequences:

@@ -538,6 +538,17 @@ def test_findings_c_functions_bound_to_a_library_path_across_major_versions():
     assert not by_code(find(s, same, OPTS, DUMP, {}), "C_FUNCTION_LIBRARY_PATH")  # the same server's files
 
 
+def test_findings_extensions_configuration_tables():
+    cfg = [{"schema": "public", "name": "spatial_ref_sys", "extension": "postgis", "kind": "table", "readable": True},
+           {"schema": "cron", "name": "job", "extension": "pg_cron", "kind": "table", "readable": False}]
+    t = inv(server=server(started_at="x"))
+    (f,) = by_code(find(inv(extension_config=cfg), t, OPTS, DUMP, {}), "EXTENSION_CONFIG_UNREADABLE")
+    assert f.severity == common_pb2.BLOCKER and f.object == "cron.job" and "GRANT SELECT" in f.remedy
+    (f,) = by_code(find(inv(extension_config=cfg[:1]), t, OPTS, DUMP, {}), "EXTENSION_CONFIG_DATA")
+    assert f.severity == common_pb2.INFO and "public.spatial_ref_sys (postgis)" in f.message
+    assert not by_code(find(inv(), t, OPTS, DUMP, {}), "EXTENSION_CONFIG_DATA")
+
+
 def test_findings_are_capped_per_code():
     s = inv(tables=[table(f"t{i}", has_primary_key=False) for i in range(500)])
     found = by_code(find(s, inv(server=server(started_at="x")), OPTS, DUMP, {}), "NO_PRIMARY_KEY")

@@ -12,6 +12,7 @@ import pytest
 
 from dbmigrate.v1 import events_pb2 as E
 from services.validation.verify import verify
+from tests.coordinator.helpers import logged_events
 from tests.migrations import create, drive
 from tests.validation.test_verify import request
 
@@ -22,6 +23,9 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@.dbm_cfg_settings', 'WHER
 CREATE TABLE @extschema@.dbm_cfg_jobs (id serial PRIMARY KEY, command text);
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.dbm_cfg_jobs', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.dbm_cfg_jobs_id_seq', '');
+-- copied first by name, but it needs rows of dbm_cfg_settings
+CREATE TABLE @extschema@.dbm_cfg_a_links (id int PRIMARY KEY, setting int REFERENCES @extschema@.dbm_cfg_settings (id));
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.dbm_cfg_a_links', '');
 """
 
 
@@ -51,6 +55,7 @@ def test_rows_added_to_extension_configuration_tables_arrive(stack_factory, new_
         UPDATE dbm_cfg_settings SET name = 'shipped, renamed' WHERE id = 2;  -- not the user's: stays as shipped
         INSERT INTO dbm_cfg_jobs (command) SELECT 'job ' || g FROM generate_series(1, 5) g;
         DELETE FROM dbm_cfg_jobs WHERE id = 3;
+        INSERT INTO dbm_cfg_a_links VALUES (1, 10), (2, 1);
         CREATE TABLE orders (id int PRIMARY KEY, setting int REFERENCES dbm_cfg_settings (id));
         INSERT INTO orders VALUES (1, 10), (2, 1);
     """)
@@ -66,6 +71,10 @@ def test_rows_added_to_extension_configuration_tables_arrive(stack_factory, new_
             (1, "job 1"), (2, "job 2"), (4, "job 4"), (5, "job 5")]
         assert d.execute("SELECT last_value, is_called FROM dbm_cfg_jobs_id_seq").fetchone() == (5, True)
         assert d.execute("SELECT count(*) FROM orders").fetchone()[0] == 2
+        assert d.execute("SELECT * FROM dbm_cfg_a_links ORDER BY id").fetchall() == [(1, 10), (2, 1)]
+    discovery = [e.discovery_completed for e in logged_events(stack, m.id)
+                 if e.WhichOneof("payload") == "discovery_completed"]
+    assert [f for f in discovery[0].report.findings if f.code == "EXTENSION_CONFIG_DATA"]
     # the verification compares them: a user's row changed on the target is a difference
     assert verify(request(src, dst)).equal
     dst.execute("UPDATE dbm_cfg_settings SET name = 'changed' WHERE id = 11")
@@ -79,7 +88,8 @@ def test_rows_added_to_extension_configuration_tables_arrive(stack_factory, new_
     dump = subprocess.run(["pg_dump", "-Fc", "-d", src.url], capture_output=True, check=True).stdout
     subprocess.run(["pg_restore", "-d", ref.url], input=dump, capture_output=True, check=True)
     with psycopg.connect(ref.url) as r, psycopg.connect(dst.url) as d:
-        for q in ("SELECT * FROM dbm_cfg_settings WHERE NOT builtin ORDER BY id", "SELECT * FROM dbm_cfg_jobs ORDER BY id"):
+        for q in ("SELECT * FROM dbm_cfg_settings WHERE NOT builtin ORDER BY id", "SELECT * FROM dbm_cfg_jobs ORDER BY id",
+                  "SELECT * FROM dbm_cfg_a_links ORDER BY id"):
             assert d.execute(q).fetchall() == r.execute(q).fetchall()
     for db in (src, dst, ref):
         db.execute(f"DROP TABLE IF EXISTS orders; DROP EXTENSION IF EXISTS {config_extension} CASCADE")

@@ -42,7 +42,7 @@ def test_the_plan_orders_largest_first_splits_big_tables_and_estimates_time_and_
     assert 16 < plan.estimated_seconds < 60
     assert plan.target_disk_bytes >= 700 * MB
     names = [s.name for s in plan.steps]
-    assert names[:3] == ["pre-data", "data", "indexes"] and names[-1] == "verify"
+    assert names[:4] == ["pre-data", "extension-data", "data", "indexes"] and names[-1] == "verify"
     assert generate(request(skip_final_verify=True)).plan.steps[-1].name != "verify"
 
 

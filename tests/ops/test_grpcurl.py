@@ -119,5 +119,5 @@ def test_grpcurl_shows_the_real_agents_reports(stack_factory, new_database):
     assert report["validation"]["passed"] is True
     generation = report["generation"]
     assert generation["risk"] == "RISK_LOW" and generation["recommendation"] == "APPROVE"
-    assert [s["name"] for s in generation["plan"]["steps"]][:2] == ["pre-data", "data"]
+    assert [s["name"] for s in generation["plan"]["steps"]][:3] == ["pre-data", "extension-data", "data"]
     assert generation["plan"]["tables"][0]["name"] == "items" and generation["reasons"]
