@@ -87,6 +87,32 @@ def shown(role: str, name: str) -> str:
     return f"{name} (for role {role})" if role else name
 
 
+COMMENT_SQL = "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = current_database()"
+
+
+def database_comment(c: psycopg.Connection) -> str | None:
+    return c.execute(COMMENT_SQL).fetchone()[0]
+
+
+def comment_statement(database: str, comment: str | None) -> sql.Composed:
+    return sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(database), sql.Literal(comment))
+
+
+def copy_database_comment(source: psycopg.Connection, target: psycopg.Connection) -> str:
+    """The source database's comment on the target database (pg_dump writes it only with --create,
+    as the settings); "" when there is nothing to do."""
+    want = database_comment(source)
+    if want is None or database_comment(target) == want:
+        return ""
+    try:
+        target.execute(comment_statement(target.info.dbname, want))
+    except psycopg.Error as err:
+        if is_transient(err):
+            raise
+        return f"the database's comment NOT SET: {err.diag.message_primary or err}"
+    return "the database's comment set"
+
+
 def copy_database_settings(source: psycopg.Connection, target: psycopg.Connection) -> str:
     """Sets the source database's settings on the target database (autocommit: each on its own);
     settings the target already had and the source does not stay (they are its operator's).

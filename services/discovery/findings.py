@@ -512,6 +512,14 @@ def _locale(name) -> str:
 def _database_settings(out: _Findings, source_inv: dict, target_inv: dict) -> None:
     """The source database's own settings, which the migration sets on the target database: named,
     and a blocker for a parameter the target server does not have (removed or renamed in its version)."""
+    tgt = target_inv.get("server") or {}
+    if source_inv.get("server", {}).get("has_database_comment") and tgt.get("can_set_database_privileges") is False:
+        out.add("DATABASE_COMMENT_NOT_SET", BLOCKER, f"database {tgt.get('database')}",
+                f"the source database has a comment (COMMENT ON DATABASE) and the target user "
+                f"{tgt.get('current_user')!r} neither owns the target database nor is a superuser, so it cannot be "
+                "set there (the final verification would find it missing)",
+                "migrate as the target database's owner or a superuser, or set the comment on the target database "
+                "first")
     settings = source_inv.get("database_settings") or []
     if not settings or not target_inv.get("server"):
         return

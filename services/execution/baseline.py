@@ -96,6 +96,13 @@ def rollback(c: psycopg.Connection, baseline: common_pb2.TargetBaseline) -> list
             dropped += _restore_database_privileges(c, known.get("database_privilege", set()))
             dropped += _restore_database_settings(c, known.get("database_setting", set()),
                                                   now.get("database_setting", set()))
+        if "database comment" in known.get("inventory", set()) \
+                and known.get("database_comment", set()) != now.get("database_comment", set()):
+            # a baseline that says it lists the comment (an older one does not say what it was)
+            from services.common.dbsettings import comment_statement
+            was = next(iter(known.get("database_comment", set())), None)
+            c.execute(comment_statement(c.info.dbname, was))
+            dropped.append("the database's comment, as before")
     return dropped
 
 

@@ -29,7 +29,7 @@ from services.common import pgtools
 from services.common.pgdump import (apply_schema, dump_flags, dump_section, durable, exclude_args, fit_script,
                                      known_settings, server_version_num, tolerant_pre_data)
 from services.common.roles import create_roles, needed_roles, role_names, to_create
-from services.common.dbsettings import copy_database_settings
+from services.common.dbsettings import copy_database_comment, copy_database_settings
 from services.common.derived import rename_derived_keys
 from services.execution.dbprivileges import copy_database_privileges, copy_type_function_privileges
 from services.execution.tables import DataPhase
@@ -234,7 +234,8 @@ class ExecutionRun:
                     self._step("database-privileges", "; ".join(d for d in done if d), t0)
                 if "database-settings" not in self.steps_done:
                     t0 = self._begin("database-settings")
-                    self._step("database-settings", copy_database_settings(exporter, dst), t0)
+                    done = [copy_database_settings(exporter, dst), copy_database_comment(exporter, dst)]
+                    self._step("database-settings", "; ".join(d for d in done if d), t0)
                 if "analyze" not in self.steps_done:
                     t0 = self._begin("analyze")
                     rest = [t for t in tables if t.qualified not in self.analyzed]

@@ -137,6 +137,9 @@ def read_values(side, include, exclude, options) -> dict[tuple[str, str], str]:
     if not options.no_privileges:
         for (acl,) in side.rows(_sql("database.sql")):
             out[("privileges", "database")] = acl
+    for (comment,) in side.rows(dbsettings.COMMENT_SQL):  # COMMENT ON DATABASE, carried as pg_dump --create does
+        if comment is not None:
+            out[("database_comment", "database")] = comment
     for role, item in side.rows(dbsettings.SETTINGS_SQL):  # ALTER DATABASE ... SET and the like
         name, _, value = item.partition("=")
         out[("database_setting", dbsettings.shown(role, name))] = value

@@ -549,6 +549,16 @@ def test_findings_extensions_configuration_tables():
     assert not by_code(find(inv(), t, OPTS, DUMP, {}), "EXTENSION_CONFIG_DATA")
 
 
+def test_findings_a_database_comment_the_target_user_cannot_set():
+    s = inv(server=server(has_database_comment=True))
+    not_owner = inv(server=server(started_at="x", can_set_database_privileges=False, current_user="app"))
+    (f,) = by_code(find(s, not_owner, OPTS, DUMP, {}), "DATABASE_COMMENT_NOT_SET")
+    assert f.severity == common_pb2.BLOCKER and "'app'" in f.message
+    owner = inv(server=server(started_at="x", can_set_database_privileges=True))
+    assert not by_code(find(s, owner, OPTS, DUMP, {}), "DATABASE_COMMENT_NOT_SET")
+    assert not by_code(find(inv(), not_owner, OPTS, DUMP, {}), "DATABASE_COMMENT_NOT_SET")
+
+
 def test_findings_are_capped_per_code():
     s = inv(tables=[table(f"t{i}", has_primary_key=False) for i in range(500)])
     found = by_code(find(s, inv(server=server(started_at="x")), OPTS, DUMP, {}), "NO_PRIMARY_KEY")

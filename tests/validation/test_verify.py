@@ -58,6 +58,16 @@ def test_identical_databases_are_equal(new_database):
     assert report.seconds > 0
 
 
+def test_the_database_comment_is_compared(new_database):
+    src, dst = new_database("vcsrc"), new_database("vcdst")
+    src.execute(f"COMMENT ON DATABASE {src.name} IS 'orders of the shop'")
+    report = verify(request(src, dst))
+    assert not report.equal
+    assert [(o.kind, o.difference) for o in report.objects] == [("database_comment", "missing_in_target")]
+    dst.execute(f"COMMENT ON DATABASE {dst.name} IS 'orders of the shop'")
+    assert verify(request(src, dst)).equal
+
+
 def test_definitions_are_summed_whatever_order_the_server_returns_them_in():
     """Both sides' objects are summed, not kept, on one major version: equal sets of objects give
     equal sums in any order; one changed definition, one object more or one renamed does not."""

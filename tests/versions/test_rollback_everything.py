@@ -36,6 +36,8 @@ DO $$ BEGIN
   EXECUTE format('ALTER DATABASE %I SET search_path = "$user", public, "odd,name"', current_database());
   EXECUTE format('ALTER DATABASE %I SET statement_timeout = %L', current_database(), '5min');
   EXECUTE format('ALTER ROLE postgres IN DATABASE %I SET work_mem = %L', current_database(), '12MB');
+  -- the database's comment (pg_dump writes it only with --create too)
+  EXECUTE format('COMMENT ON DATABASE %I IS %L', current_database(), 'the source''s database');
 END $$;
 -- a table access method of its own, on tables among others and on a materialized view
 CREATE ACCESS METHOD heap2 TYPE TABLE HANDLER heap_tableam_handler;
@@ -71,6 +73,7 @@ STATE = {
                    WHERE c.relnamespace = 'public'::regnamespace AND c.relname LIKE 'am\\_%' ORDER BY 1""",
     "settings": """SELECT coalesce(s.setrole::regrole::text, ''), s.setconfig FROM pg_db_role_setting s
                     JOIN pg_database d ON d.oid = s.setdatabase WHERE d.datname = current_database() ORDER BY 1""",
+    "comment": "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = current_database()",
     "database": """SELECT a.grantee::regrole::text, a.privilege_type FROM pg_database d,
                     aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a
                     WHERE d.datname = current_database() ORDER BY 1, 2""",
@@ -98,6 +101,7 @@ def test_a_rollback_returns_everything_the_migration_made_outside_its_schemas(st
         for kind in ("types", "operator_families", "wrappers", "transforms"):
             assert after[kind] == source[kind] != before[kind], kind
         assert after["settings"] == source["settings"] and len(source["settings"]) == 2
+        assert after["comment"] == source["comment"] == [("the source's database",)] != before["comment"]
         assert after["storage"] == source["storage"] == [("am_a", "heap"), ("am_b", "heap2"), ("am_c", "heap"),
                                                          ("am_mv", "heap2")]
         assert after["database"] != before["database"]  # TEMPORARY revoked from PUBLIC, as on the source

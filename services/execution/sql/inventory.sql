@@ -80,6 +80,8 @@ UNION ALL
 -- which kinds this inventory has: a baseline without this row was taken before the kinds above
 SELECT 'inventory', 'shell types, operator families, foreign-data wrappers, transforms, access methods'
 UNION ALL
+SELECT 'inventory', 'database comment'
+UNION ALL
 SELECT 'event_trigger', quote_ident(t.evtname) FROM pg_event_trigger t
  WHERE NOT EXISTS (SELECT 1 FROM ext_members e WHERE e.classid = 'pg_event_trigger'::regclass AND e.objid = t.oid)
 UNION ALL
@@ -101,6 +103,10 @@ UNION ALL
 SELECT 'database_setting', concat_ws('|', coalesce(pg_get_userbyid(NULLIF(s.setrole, 0)), ''), x.item)
   FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase, unnest(s.setconfig) AS x(item)
  WHERE d.datname = current_database()
+UNION ALL
+-- the database's comment (none: no row)
+SELECT 'database_comment', shobj_description(d.oid, 'pg_database')
+  FROM pg_database d WHERE d.datname = current_database() AND shobj_description(d.oid, 'pg_database') IS NOT NULL
 UNION ALL
 SELECT 'extension', x.extname FROM pg_extension x WHERE x.extname <> 'plpgsql'
 UNION ALL
