@@ -30,7 +30,7 @@ async def stream_bytes(url: str, workflow_ids: list[str]) -> bytes:
             while True:
                 try:
                     msgs = await sub.fetch(batch=500, timeout=1)
-                except nats.errors.TimeoutError:
+                except (nats.errors.TimeoutError, asyncio.TimeoutError):  # nats-py raises either
                     break
                 for m in msgs:
                     out += m.subject.encode() + m.data + repr(m.headers).encode()
