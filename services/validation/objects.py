@@ -205,7 +205,7 @@ def compare(src: dict, dst: dict) -> tuple[list[common_pb2.ObjectDiff], list[com
             out.append(common_pb2.ObjectDiff(kind=kind, name=name, difference="missing_in_target",
                                              detail=shorten(src[key])))
         elif key not in src:
-            if kind == "database_setting":  # the target database's own, kept (its operator's)
+            if kind in ("database_setting", "database_comment"):  # the target database's own, kept (its operator's)
                 notes.append(common_pb2.ObjectDiff(kind=kind, name=name, difference="target_only",
                                                    detail=f"set on the target database only: {shorten(dst[key])}"))
                 continue

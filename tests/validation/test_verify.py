@@ -66,6 +66,10 @@ def test_the_database_comment_is_compared(new_database):
     assert [(o.kind, o.difference) for o in report.objects] == [("database_comment", "missing_in_target")]
     dst.execute(f"COMMENT ON DATABASE {dst.name} IS 'orders of the shop'")
     assert verify(request(src, dst)).equal
+    # a comment the target database has and the source not is its operator's: kept, a note
+    src.execute(f"COMMENT ON DATABASE {src.name} IS NULL")
+    report = verify(request(src, dst))
+    assert report.equal and [(n.kind, n.difference) for n in report.notes] == [("database_comment", "target_only")]
 
 
 def test_definitions_are_summed_whatever_order_the_server_returns_them_in():
