@@ -662,12 +662,15 @@ def _server_gaps(out: _Findings, source_inv: dict, target_inv: dict, names: set)
 
 def _objects(out: _Findings, source_inv: dict, names: set, options) -> None:
     config = source_inv.get("extension_config", [])
-    unreadable = [qualified(c["schema"], c["name"]) for c in config if not c.get("readable", True)]
+    unreadable = [qualified(c["schema"], c["name"]) for c in config
+                  if not c.get("readable", True) or c.get("rows_hidden")]
     if unreadable:
         out.add("EXTENSION_CONFIG_UNREADABLE", BLOCKER, _list(unreadable),
-                f"the source's user cannot read {len(unreadable)} extensions' configuration tables or sequences "
-                f"({_list(unreadable)}), whose rows users add (the migration copies them, as pg_dump does)",
-                "GRANT SELECT on them to the migration's user, or migrate as their owner or a superuser")
+                f"the source's user cannot read all of {len(unreadable)} extensions' configuration tables or "
+                f"sequences ({_list(unreadable)}): no SELECT privilege, or row-level security hides rows; users add "
+                "rows to them, which the migration copies as pg_dump does",
+                "GRANT SELECT on them to the migration's user (and BYPASSRLS where row-level security is on), or "
+                "migrate as their owner or a superuser")
     elif config:
         shown = [f"{qualified(c['schema'], c['name'])} ({c['extension']})" for c in config]
         out.add("EXTENSION_CONFIG_DATA", INFO, _list(shown),

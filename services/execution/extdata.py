@@ -31,6 +31,17 @@ def copy_extension_data(source: psycopg.Connection, target: common_pb2.Connectio
     config = source.execute(extconfig.CONFIG_SQL).fetchall()
     if not config:
         return "no extension has configuration tables"
+    # Row-level security must not hide rows from the copy (pg_cron's cron.job has it on): with it off a
+    # read that a policy would filter fails instead, as in pg_dump (discovery names such a user first).
+    source.execute("SET LOCAL row_security = off")
+    try:
+        return _copy_all(source, target, config)
+    finally:
+        if not source.closed and source.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS:
+            source.execute("SET LOCAL row_security = on")
+
+
+def _copy_all(source: psycopg.Connection, target: common_pb2.Connection, config: list[tuple]) -> str:
     copied, rows, sequences = [], 0, 0
     with connect(target, "target", autocommit=True, application_name="dbmigrate-extension-data") as dst:
         # A configuration table may hold a foreign key to another (PostGIS's topology.layer to

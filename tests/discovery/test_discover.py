@@ -547,6 +547,9 @@ def test_findings_extensions_configuration_tables():
     (f,) = by_code(find(inv(extension_config=cfg[:1]), t, OPTS, DUMP, {}), "EXTENSION_CONFIG_DATA")
     assert f.severity == common_pb2.INFO and "public.spatial_ref_sys (postgis)" in f.message
     assert not by_code(find(inv(), t, OPTS, DUMP, {}), "EXTENSION_CONFIG_DATA")
+    hidden = [dict(cfg[0], rows_hidden=True)]  # row-level security on, for a user it applies to
+    (f,) = by_code(find(inv(extension_config=hidden), t, OPTS, DUMP, {}), "EXTENSION_CONFIG_UNREADABLE")
+    assert "row-level security" in f.message and "BYPASSRLS" in f.remedy
 
 
 def test_findings_a_database_comment_the_target_user_cannot_set():
