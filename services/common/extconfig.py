@@ -38,12 +38,16 @@ def columns(conn: psycopg.Connection, ident: sql.Identifier) -> list[str]:
     return [r[0] for r in conn.execute(COLUMNS_SQL, (ident.as_string(conn),))]
 
 
-def selected(ident: sql.Identifier, cols: list[str], where: sql.Composable | None) -> sql.Composed:
-    """The rows pg_dump dumps of a configuration table. As pg_dump writes it: the condition may name
-    the table itself, so the table has no alias."""
-    listed = sql.SQL(", ").join(sql.Identifier(c) for c in cols)
+def rows_of(ident: sql.Identifier, where: sql.Composable | None) -> sql.Composed:
+    """"ONLY table WHERE condition": the rows pg_dump dumps of a configuration table. As pg_dump writes
+    it: the condition may name the table itself, so the table has no alias."""
     filtered = sql.SQL(" WHERE {}").format(where) if where is not None else sql.SQL("")
-    return sql.SQL("SELECT {} FROM ONLY {}{}").format(listed, ident, filtered)
+    return sql.SQL("ONLY {}{}").format(ident, filtered)
+
+
+def selected(ident: sql.Identifier, cols: list[str], where: sql.Composable | None) -> sql.Composed:
+    listed = sql.SQL(", ").join(sql.Identifier(c) for c in cols)
+    return sql.SQL("SELECT {} FROM {}").format(listed, rows_of(ident, where))
 
 
 def checksum_sql(ident: sql.Identifier, cols: list[str], where: sql.Composable | None) -> sql.Composed:

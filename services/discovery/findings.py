@@ -470,13 +470,18 @@ def _roles(out: _Findings, source_inv: dict, target_inv: dict, options) -> None:
                     "--no-owner (objects then belong to the target user)")
 
 
+def _not_owner(tgt: dict) -> str:
+    """Why the target user cannot set what belongs to the target database (its privileges, settings,
+    comment): `can_set_database_privileges` is false."""
+    return f"the target user {tgt.get('current_user')!r} neither owns the target database nor is a superuser"
+
+
 def _database_privileges(out: _Findings, src: dict, tgt: dict, options) -> None:
     if (options is None or not options.no_privileges) and src.get("database_privileges_set") \
             and tgt and tgt.get("can_set_database_privileges") is False:
         out.add("DATABASE_PRIVILEGES_NOT_SET", MEDIUM, f"database {tgt.get('database')}",
-                f"the source database has privileges of its own (CONNECT, CREATE, TEMPORARY grants) and the target "
-                f"user {tgt.get('current_user')!r} neither owns the target database nor is a superuser, so they "
-                "cannot be set there; the execution report names them",
+                f"the source database has privileges of its own (CONNECT, CREATE, TEMPORARY grants) and "
+                f"{_not_owner(tgt)}, so they cannot be set there; the execution report names them",
                 "migrate as the target database's owner or a superuser, or set them on the target afterwards "
                 "(GRANT ... ON DATABASE)")
 
@@ -510,18 +515,18 @@ def _locale(name) -> str:
 
 
 def _database_settings(out: _Findings, source_inv: dict, target_inv: dict) -> None:
-    """The source database's own settings, which the migration sets on the target database: named,
-    and a blocker for a parameter the target server does not have (removed or renamed in its version)."""
+    """The source database's own settings and comment, which the migration sets on the target database:
+    named, and a blocker for a parameter the target server does not have (removed or renamed in its
+    version) and for a target user who may not set them."""
     tgt = target_inv.get("server") or {}
     if source_inv.get("server", {}).get("has_database_comment") and tgt.get("can_set_database_privileges") is False:
         out.add("DATABASE_COMMENT_NOT_SET", BLOCKER, f"database {tgt.get('database')}",
-                f"the source database has a comment (COMMENT ON DATABASE) and the target user "
-                f"{tgt.get('current_user')!r} neither owns the target database nor is a superuser, so it cannot be "
+                f"the source database has a comment (COMMENT ON DATABASE) and {_not_owner(tgt)}, so it cannot be "
                 "set there (the final verification would find it missing)",
                 "migrate as the target database's owner or a superuser, or set the comment on the target database "
                 "first")
     settings = source_inv.get("database_settings") or []
-    if not settings or not target_inv.get("server"):
+    if not settings or not tgt:
         return
 
     def shown(s: dict) -> str:  # names, not values (a custom parameter may hold anything)
@@ -536,12 +541,11 @@ def _database_settings(out: _Findings, source_inv: dict, target_inv: dict) -> No
                 "ALTER DATABASE ... RESET the parameter (ALTER ROLE ... IN DATABASE ... RESET for a role's) on the "
                 "source, then run discovery again; after the migration set on the target whatever replaces it")
     carried = [s for s in settings if s not in unknown]
-    tgt = target_inv["server"]
     if carried and tgt.get("can_set_database_privileges") is False:
         out.add("DATABASE_SETTINGS_NOT_SET", BLOCKER, f"database {tgt.get('database')}",
                 f"the source database has {len(carried)} settings of its own ({_list([shown(s) for s in carried])}) "
-                f"and the target user {tgt.get('current_user')!r} neither owns the target database nor is a "
-                "superuser, so they cannot be set there (the final verification would find them missing)",
+                f"and {_not_owner(tgt)}, so they cannot be set there (the final verification would find them "
+                "missing)",
                 "migrate as the target database's owner or a superuser, or set them on the target database first "
                 "(ALTER DATABASE ... SET), or RESET them on the source")
     elif carried:

@@ -93,10 +93,9 @@ def _copy_table(source: psycopg.Connection, dst: psycopg.Connection, ident: sql.
         raise DatabaseError(f"{what} lacks the columns {', '.join(sorted(lacking))} on the target (another version "
                             "of the extension): its rows cannot be copied")
     want = extconfig.checksum(source, ident, cols, where)
-    filtered = sql.SQL(" WHERE {}").format(where) if where is not None else sql.SQL("")
     listed = sql.SQL(", ").join(sql.Identifier(c) for c in cols)
     with dst.transaction():
-        dst.execute(sql.SQL("DELETE FROM ONLY {}{}").format(ident, filtered))
+        dst.execute(sql.SQL("DELETE FROM {}").format(extconfig.rows_of(ident, where)))
         if want.rows:
             copy_direct(source, dst, sql.SQL("COPY ({}) TO STDOUT").format(extconfig.selected(ident, cols, where)),
                         sql.SQL("COPY {} ({}) FROM STDIN").format(ident, listed))

@@ -127,7 +127,7 @@ def read_values(side, include, exclude, options) -> dict[tuple[str, str], str]:
             continue
         cols = [c for (c,) in side.rows(extconfig.COLUMNS_SQL, (shown,))]
         for count, total in side.rows(extconfig.checksum_sql(ident, cols, extconfig.condition(condition))):
-            out[("extension_data", shown)] = Checksum(int(count), int(total)).hex.replace(":", " rows, checksum ", 1)
+            out[("extension_data", shown)] = Checksum(int(count), int(total)).hex  # rows:checksum
     for oid, digest, owner, acl in side.rows(_sql("large_objects.sql")):
         out[("large_object", str(oid))] = f"md5 {digest}"
         if not options.no_owner:
