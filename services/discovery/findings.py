@@ -312,6 +312,15 @@ def _views_left_out(out: _Findings, source_inv: dict, chosen: set, options) -> N
                 "cannot be created on the target",
                 f"exclude {schema}.{name} too (--exclude '{schema}.{name}'), or include {', '.join(reads)}",
                 capped=True)
+    for f in source_inv.get("functions", []):
+        needs = [qualified(*r) for r in f.get("reads") or [] if tuple(r) in missing]
+        if needs:
+            what = f"{f['kind']} {qualified(f['schema'], f['name'])}({f['arguments']})"
+            out.add("FUNCTION_READS_EXCLUDED", HIGH, what,
+                    f"{what} needs {', '.join(needs)} (its SQL-standard body reads it, or its row type is an "
+                    "argument or the result), which the patterns leave out: it cannot be created on the "
+                    "target (the patterns select relations; every function is migrated)",
+                    f"include {', '.join(needs)}, or drop or change {what} on the source", capped=True)
 
 
 def _target_tables(out: _Findings, tables: list[dict], target_rows: dict, replace: bool, target_inv: dict) -> None:

@@ -524,6 +524,31 @@ def test_findings_views_follow_the_patterns_and_views_on_left_out_relations_are_
                        "VIEW_READS_EXCLUDED")
 
 
+
+def test_functions_that_need_a_left_out_relation_are_named(new_database):
+    """pg_dump --exclude-table leaves every function in: one whose SQL-standard body reads an excluded
+    table, or whose argument or result is its row type (or an array of it), fails on the target, as
+    does one reading a view that fails for the same reason. A PL/pgSQL body is not checked when the
+    function is created (pg_dump turns check_function_bodies off), so it is not named."""
+    src, dst = new_database("fsrc"), new_database("ftgt")
+    src.execute("""
+        CREATE TABLE orders (id int PRIMARY KEY, total numeric);
+        CREATE TABLE archive (id int PRIMARY KEY, total numeric);
+        CREATE VIEW old AS SELECT id FROM archive;
+        CREATE FUNCTION archived() RETURNS bigint LANGUAGE sql BEGIN ATOMIC SELECT count(*) FROM archive; END;
+        CREATE FUNCTION old_count() RETURNS bigint LANGUAGE sql BEGIN ATOMIC SELECT count(*) FROM old; END;
+        CREATE FUNCTION pick(a archive[]) RETURNS archive LANGUAGE sql AS 'SELECT a[1]';
+        CREATE FUNCTION kept() RETURNS bigint LANGUAGE sql BEGIN ATOMIC SELECT count(*) FROM orders; END;
+        CREATE FUNCTION late() RETURNS bigint LANGUAGE plpgsql AS 'BEGIN RETURN (SELECT count(*) FROM archive); END';
+        """)
+    found = by_code(discover(request(src, dst, exclude=["public.archive"])), "FUNCTION_READS_EXCLUDED")
+    assert sorted(f.object for f in found) == ["function public.archived()", "function public.old_count()",
+                                               "function public.pick(a archive[])"]
+    assert all(f.severity == common_pb2.HIGH for f in found)
+    assert "public.old" in next(f for f in found if "old_count" in f.object).message
+    assert "include public.archive" in next(f for f in found if "pick" in f.object).remedy
+    assert not by_code(discover(request(src, dst)), "FUNCTION_READS_EXCLUDED")
+
 def test_findings_c_functions_bound_to_a_library_path_across_major_versions():
     def fn(name, library, language="c"):
         return {"schema": "public", "name": name, "arguments": "", "kind": "function", "language": language,
