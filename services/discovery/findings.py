@@ -686,10 +686,15 @@ def _objects(out: _Findings, source_inv: dict, names: set, options) -> None:
                 "migrate as their owner or a superuser")
     elif config:
         shown = [f"{qualified(c['schema'], c['name'])} ({c['extension']})" for c in config]
-        out.add("EXTENSION_CONFIG_DATA", INFO, _list(shown),
+        online = options is not None and options.online
+        out.add("EXTENSION_CONFIG_DATA", LOW if online else INFO, _list(shown),
                 f"{len(config)} configuration tables and sequences of extensions ({_list(shown)}): the rows users "
                 "added to them (those the extension's condition selects) and the sequences' values are copied and "
-                "compared, as pg_dump carries them", "nothing to do")
+                "compared, as pg_dump carries them"
+                + ("; they are copied once, in the snapshot: logical replication does not stream what changes in "
+                   "them after it (a new pg_cron job, say), and the final verification names such a change"
+                   if online else ""),
+                "make such changes on the target after the cutover" if online else "nothing to do")
     lo = source_inv.get("large_objects", {}) or {}
     if lo.get("count", 0) > 0:
         out.add("LARGE_OBJECTS", LOW if lo.get("bytes", 0) > GB else INFO, "large objects",

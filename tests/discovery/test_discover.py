@@ -572,6 +572,9 @@ def test_findings_extensions_configuration_tables():
     (f,) = by_code(find(inv(extension_config=cfg[:1]), t, OPTS, DUMP, {}), "EXTENSION_CONFIG_DATA")
     assert f.severity == common_pb2.INFO and "public.spatial_ref_sys (postgis)" in f.message
     assert not by_code(find(inv(), t, OPTS, DUMP, {}), "EXTENSION_CONFIG_DATA")
+    (f,) = by_code(find(inv(extension_config=cfg[:1]), t, common_pb2.MigrationOptions(online=True), DUMP, {}),
+                   "EXTENSION_CONFIG_DATA")  # online: copied in the snapshot, not streamed after it
+    assert f.severity == common_pb2.LOW and "not stream" in f.message and "after the cutover" in f.remedy
     hidden = [dict(cfg[0], rows_hidden=True)]  # row-level security on, for a user it applies to
     (f,) = by_code(find(inv(extension_config=hidden), t, OPTS, DUMP, {}), "EXTENSION_CONFIG_UNREADABLE")
     assert "row-level security" in f.message and "BYPASSRLS" in f.remedy
