@@ -17,7 +17,7 @@ from dbmigrate.v1 import agents_pb2, common_pb2
 from services.common.catalog import matches
 from services.common.errors import DatabaseError, DBMigrateError, InvalidInput
 from services.common.pg import check_connection, connect, describe, is_transient
-from services.common import pgtools
+from services.common import extconfig, pgtools
 from services.discovery.findings import find
 from services.discovery.inventory import LIST_KINDS, ONLINE_KINDS, inventory
 
@@ -84,6 +84,42 @@ def count_target_rows(dst: psycopg.Connection, source_tables: list[dict], target
         msg = (str(err).strip().splitlines() or ["no message"])[0]
         raise DatabaseError(f"counting the rows of the target's existing tables failed: {msg}",
                             retryable=is_transient(err)) from None
+    return out
+
+
+CONFIG_ROWS_READ = 100_000  # rows of one configuration table compared; more are not read (none such is known)
+
+
+def target_own_config_rows(src: psycopg.Connection, dst: psycopg.Connection) -> list[dict]:
+    """Rows of extensions' configuration tables that the target already has and the source has not,
+    among those the extension's condition selects (schema, name, extension, rows). The migration replaces
+    the selected rows with the source's (services.execution.extdata), so these would be lost: an
+    extension created on the target before, with a pg_cron job or an SRID of the target's own.
+    Rows are compared by their text over the source's columns; a table either side cannot read, or
+    whose columns differ, is left out."""
+    out: list[dict] = []
+    theirs = {(r[0], r[1]): r[4] for r in dst.execute(extconfig.CONFIG_SQL).fetchall() if r[2] == "r"}
+    for schema, name, kind, extension, condition in src.execute(extconfig.CONFIG_SQL).fetchall():
+        if kind != "r" or (schema, name) not in theirs:
+            continue
+        ident = sql.Identifier(schema, name)
+        hashes: list[set[str]] = []
+        try:
+            with src.transaction(), dst.transaction():
+                cols = extconfig.columns(src, ident)
+                if cols != extconfig.columns(dst, ident):
+                    continue  # another version of the extension: the copy names it
+                listed = sql.SQL(", ").join(sql.Identifier(c) for c in cols)
+                for conn, cond in ((src, condition), (dst, theirs[(schema, name)])):
+                    conn.execute("SET LOCAL row_security = off")  # a policy fails the read, not hides rows
+                    rows = sql.SQL("SELECT md5(ROW({})::text) FROM {} LIMIT {}").format(
+                        listed, extconfig.rows_of(ident, extconfig.condition(cond)), sql.Literal(CONFIG_ROWS_READ))
+                    hashes.append({h for (h,) in conn.execute(rows)})
+        except psycopg.Error:
+            continue  # the source's side is a finding of its own (EXTENSION_CONFIG_UNREADABLE)
+        own = hashes[1] - hashes[0]
+        if own:
+            out.append({"schema": schema, "name": name, "extension": extension, "rows": len(own)})
     return out
 
 
@@ -172,6 +208,9 @@ def discover(req: agents_pb2.DiscoverRequest) -> common_pb2.DiscoveryReport:
             selected = [t for t in source_inv["tables"]
                         if matches(t["schema"], t["name"], list(opts.include), list(opts.exclude))]
             target_rows = count_target_rows(dst, selected, target_inv)
+            if target_inv.get("extension_config") and source_inv.get("extension_config"):
+                with connect(req.source, "source", application_name=APPLICATION_NAME) as src:
+                    target_inv["extension_config_own_rows"] = target_own_config_rows(src, dst)
     dump = _pg_dump(int(source_inv["server"].get("version_num") or 0), int(target_inv["server"].get("version_num") or 0))
 
     report = common_pb2.DiscoveryReport(source=server_info(source_inv), target=server_info(target_inv),

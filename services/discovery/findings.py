@@ -116,6 +116,7 @@ def find(source_inv: dict, target_inv: dict, options, pg_dump_version: tuple | N
     _database_settings(out, source_inv, target_inv)
     _requirements(out, source_inv, target_inv, names)
     _objects(out, source_inv, names, options)
+    _config_replaced(out, target_inv)
     online = options is not None and options.online
     _traffic(out, source_inv, online)
     _connections(out, source_inv, target_inv, options)
@@ -671,6 +672,20 @@ def _server_gaps(out: _Findings, source_inv: dict, target_inv: dict, names: set)
                     f"tablespace {ts['name']!r} does not exist on the target server; {what}",
                     f"CREATE TABLESPACE {quote_ident(ts['name'])} LOCATION '...' on the target (a superuser, with a "
                     "directory on the target host), then run discovery again")
+
+
+def _config_replaced(out: _Findings, target_inv: dict) -> None:
+    """Rows the target's extensions' configuration tables hold of their own (discover's
+    target_own_config_rows): the migration replaces the rows the extension's condition selects."""
+    for own in target_inv.get("extension_config_own_rows") or []:
+        table, n = f"{qualified(own['schema'], own['name'])} ({own['extension']})", own["rows"]
+        out.add("EXTENSION_CONFIG_REPLACED", MEDIUM, table,
+                f"the target's configuration table {table} holds {n:,} row{'s' if n != 1 else ''} of its own that the "
+                f"source has not "
+                "(among those the extension's condition selects): the migration replaces them with the source's, "
+                "and a rollback does not bring them back",
+                "save them first (pg_dump --data-only --table on the target) and add them again after the "
+                "migration, or migrate into a database where the extension is not created yet", capped=True)
 
 
 def _objects(out: _Findings, source_inv: dict, names: set, options) -> None:

@@ -17,6 +17,7 @@ from services.discovery import inventory as inventory_mod
 from services.discovery.discover import discover
 from services.discovery.findings import find
 from services.discovery.inventory import inventory
+from tests.execution.test_extension_data import config_extension  # noqa: F401 (a fixture)
 from tests.fixtures.nats import free_port
 
 AWKWARD = Path(__file__).resolve().parents[1] / "fixtures" / "awkward.sql"
@@ -579,6 +580,27 @@ def test_findings_extensions_configuration_tables():
     (f,) = by_code(find(inv(extension_config=hidden), t, OPTS, DUMP, {}), "EXTENSION_CONFIG_UNREADABLE")
     assert "row-level security" in f.message and "BYPASSRLS" in f.remedy
 
+
+
+def test_rows_the_target_has_of_its_own_in_an_extension_configuration_table_are_named(new_database,
+                                                                                      config_extension):
+    """The migration replaces the rows an extension's condition selects in its configuration tables
+    with the source's: an extension created on the target before, with rows of the target's own (a
+    pg_cron job, an SRID), would lose them. Rows the source has too are not lost."""
+    src, dst = new_database("cfgsrc"), new_database("cfgdst")
+    for db in (src, dst):
+        db.execute(f"CREATE EXTENSION {config_extension}")
+    src.execute("INSERT INTO dbm_cfg_settings VALUES (10, 'mine', false); "
+                "INSERT INTO dbm_cfg_jobs (command) VALUES ('job 1')")
+    dst.execute("INSERT INTO dbm_cfg_settings VALUES (10, 'mine', false), (20, 'the target''s', false); "
+                "INSERT INTO dbm_cfg_jobs (command) VALUES ('the target''s job')")
+    found = by_code(discover(request(src, dst)), "EXTENSION_CONFIG_REPLACED")
+    assert sorted((f.object, f.severity) for f in found) == [
+        (f"public.dbm_cfg_jobs ({config_extension})", common_pb2.MEDIUM),
+        (f"public.dbm_cfg_settings ({config_extension})", common_pb2.MEDIUM)]
+    assert "holds 1 row of its own" in found[0].message and "rollback does not bring them back" in found[0].message
+    dst.execute("DELETE FROM dbm_cfg_settings WHERE id = 20; UPDATE dbm_cfg_jobs SET command = 'job 1'")
+    assert not by_code(discover(request(src, dst)), "EXTENSION_CONFIG_REPLACED")
 
 def test_findings_a_database_comment_the_target_user_cannot_set():
     s = inv(server=server(has_database_comment=True))
