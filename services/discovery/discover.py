@@ -92,8 +92,8 @@ CONFIG_ROWS_READ = 100_000  # rows of one configuration table compared; more are
 
 def target_own_config_rows(src: psycopg.Connection, dst: psycopg.Connection) -> list[dict]:
     """Rows of extensions' configuration tables that the target already has and the source has not,
-    among those the extension's condition selects (schema, name, extension, rows). The migration replaces
-    the selected rows with the source's (services.execution.extdata), so these would be lost: an
+    among those the extension's condition selects (schema, name, extension, rows). The migration
+    replaces the selected rows with the source's (services.execution.extdata), so these would be lost: an
     extension created on the target before, with a pg_cron job or an SRID of the target's own.
     Rows are compared by their text over the source's columns; a table either side cannot read, or
     whose columns differ, is left out."""
@@ -116,7 +116,7 @@ def target_own_config_rows(src: psycopg.Connection, dst: psycopg.Connection) -> 
                         listed, extconfig.rows_of(ident, extconfig.condition(cond)), sql.Literal(CONFIG_ROWS_READ))
                     hashes.append({h for (h,) in conn.execute(rows)})
         except psycopg.Error:
-            continue  # the source's side is a finding of its own (EXTENSION_CONFIG_UNREADABLE)
+            continue  # unreadable on a side: left out (the source's is EXTENSION_CONFIG_UNREADABLE)
         own = hashes[1] - hashes[0]
         if own:
             out.append({"schema": schema, "name": name, "extension": extension, "rows": len(own)})

@@ -679,11 +679,11 @@ def _config_replaced(out: _Findings, target_inv: dict) -> None:
     target_own_config_rows): the migration replaces the rows the extension's condition selects."""
     for own in target_inv.get("extension_config_own_rows") or []:
         table, n = f"{qualified(own['schema'], own['name'])} ({own['extension']})", own["rows"]
+        rows = f"{n:,} row{'s' if n != 1 else ''}"
         out.add("EXTENSION_CONFIG_REPLACED", MEDIUM, table,
-                f"the target's configuration table {table} holds {n:,} row{'s' if n != 1 else ''} of its own that the "
-                f"source has not "
-                "(among those the extension's condition selects): the migration replaces them with the source's, "
-                "and a rollback does not bring them back",
+                f"the target's configuration table {table} holds {rows} of its own that the source has not (among "
+                "those the extension's condition selects): the migration replaces them with the source's, and a "
+                "rollback does not bring them back",
                 "save them first (pg_dump --data-only --table on the target) and add them again after the "
                 "migration, or migrate into a database where the extension is not created yet", capped=True)
 
