@@ -61,8 +61,8 @@ def settle(admins: set[str]) -> None:
     """A CHECKPOINT on each server before a timed run, so that no tool pays for the writes of what ran
     before it. Without it, the pages a source build or the previous tool left dirty were written by
     whichever checkpoint came next: the one a DROP DATABASE forces (DBMigrate's scratch database, a
-    tool's target recreated) or a timed one, inside some tool's time. Round to round, that moved a
-    tool's time by up to a second at pgbench -s 40 and 4-5 s at 20,000 tables."""
+    tool's target recreated) or a timed one, inside some tool's time. At 20,000 tables, right after
+    the source was built, the sample's DROP DATABASE waited 4-5 s on it."""
     for admin in admins:
         with psycopg.connect(admin, autocommit=True) as c:
             c.execute("CHECKPOINT")

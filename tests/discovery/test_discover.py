@@ -525,7 +525,6 @@ def test_findings_views_follow_the_patterns_and_views_on_left_out_relations_are_
                        "VIEW_READS_EXCLUDED")
 
 
-
 def test_functions_that_need_a_left_out_relation_are_named(new_database):
     """pg_dump --exclude-table leaves every function in: one whose SQL-standard body reads an excluded
     table, or whose argument or result is its row type (or an array of it), fails on the target, as
@@ -549,6 +548,7 @@ def test_functions_that_need_a_left_out_relation_are_named(new_database):
     assert "public.old" in next(f for f in found if "old_count" in f.object).message
     assert "include public.archive" in next(f for f in found if "pick" in f.object).remedy
     assert not by_code(discover(request(src, dst)), "FUNCTION_READS_EXCLUDED")
+
 
 def test_findings_c_functions_bound_to_a_library_path_across_major_versions():
     def fn(name, library, language="c"):
@@ -581,7 +581,6 @@ def test_findings_extensions_configuration_tables():
     assert "row-level security" in f.message and "BYPASSRLS" in f.remedy
 
 
-
 def test_rows_the_target_has_of_its_own_in_an_extension_configuration_table_are_named(new_database,
                                                                                       config_extension):
     """The migration replaces the rows an extension's condition selects in its configuration tables
@@ -601,6 +600,7 @@ def test_rows_the_target_has_of_its_own_in_an_extension_configuration_table_are_
     assert "holds 1 row of its own" in found[0].message and "rollback does not bring them back" in found[0].message
     dst.execute("DELETE FROM dbm_cfg_settings WHERE id = 20; UPDATE dbm_cfg_jobs SET command = 'job 1'")
     assert not by_code(discover(request(src, dst)), "EXTENSION_CONFIG_REPLACED")
+
 
 def test_findings_a_database_comment_the_target_user_cannot_set():
     s = inv(server=server(has_database_comment=True))
