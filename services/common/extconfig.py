@@ -56,6 +56,13 @@ def checksum_sql(ident: sql.Identifier, cols: list[str], where: sql.Composable |
         row_hash(cols), selected(ident, cols, where))
 
 
+def row_hashes_sql(ident: sql.Identifier, cols: list[str], where: sql.Composable | None,
+                   limit: int) -> sql.Composed:
+    """Each of those rows' hash (the checksum's terms), at most `limit`."""
+    return sql.SQL("SELECT {} FROM ({}) AS t LIMIT {}").format(row_hash(cols), selected(ident, cols, where),
+                                                              sql.Literal(limit))
+
+
 def checksum(conn: psycopg.Connection, ident: sql.Identifier, cols: list[str],
              where: sql.Composable | None) -> Checksum:
     count, total = conn.execute(checksum_sql(ident, cols, where)).fetchone()

@@ -87,37 +87,39 @@ def count_target_rows(dst: psycopg.Connection, source_tables: list[dict], target
     return out
 
 
-CONFIG_ROWS_READ = 100_000  # rows of one configuration table compared; more are not read (none such is known)
+CONFIG_ROWS_READ = 100_000  # rows of one configuration table compared; a table with more is left out
 
 
 def target_own_config_rows(src: psycopg.Connection, dst: psycopg.Connection) -> list[dict]:
     """Rows of extensions' configuration tables that the target already has and the source has not,
     among those the extension's condition selects (schema, name, extension, rows). The migration
-    replaces the selected rows with the source's (services.execution.extdata), so these would be lost: an
-    extension created on the target before, with a pg_cron job or an SRID of the target's own.
-    Rows are compared by their text over the source's columns; a table either side cannot read, or
-    whose columns differ, is left out."""
+    replaces those rows with the source's (services.execution.extdata: the source's condition on both
+    sides, as here), so these would be lost: an extension created on the target before, with a
+    pg_cron job or an SRID of the target's own. Rows are compared by the checksum's row hashes
+    (extconfig); a table either side cannot read, whose columns differ or that holds more than
+    CONFIG_ROWS_READ such rows is left out."""
     out: list[dict] = []
-    theirs = {(r[0], r[1]): r[4] for r in dst.execute(extconfig.CONFIG_SQL).fetchall() if r[2] == "r"}
+    theirs = {(r[0], r[1]) for r in dst.execute(extconfig.CONFIG_SQL).fetchall() if r[2] == "r"}
     for schema, name, kind, extension, condition in src.execute(extconfig.CONFIG_SQL).fetchall():
         if kind != "r" or (schema, name) not in theirs:
             continue
         ident = sql.Identifier(schema, name)
-        hashes: list[set[str]] = []
+        hashes: list[list[int]] = []
         try:
             with src.transaction(), dst.transaction():
                 cols = extconfig.columns(src, ident)
                 if cols != extconfig.columns(dst, ident):
                     continue  # another version of the extension: the copy names it
-                listed = sql.SQL(", ").join(sql.Identifier(c) for c in cols)
-                for conn, cond in ((src, condition), (dst, theirs[(schema, name)])):
+                rows = extconfig.row_hashes_sql(ident, cols, extconfig.condition(condition), CONFIG_ROWS_READ + 1)
+                for conn in (src, dst):
                     conn.execute("SET LOCAL row_security = off")  # a policy fails the read, not hides rows
-                    rows = sql.SQL("SELECT md5(ROW({})::text) FROM {} LIMIT {}").format(
-                        listed, extconfig.rows_of(ident, extconfig.condition(cond)), sql.Literal(CONFIG_ROWS_READ))
-                    hashes.append({h for (h,) in conn.execute(rows)})
+                    hashes.append([h for (h,) in conn.execute(rows)])
         except psycopg.Error:
             continue  # unreadable on a side: left out (the source's is EXTENSION_CONFIG_UNREADABLE)
-        own = hashes[1] - hashes[0]
+        if max(len(h) for h in hashes) > CONFIG_ROWS_READ:
+            log.info("%s: more than %d configuration rows, not compared", ident.as_string(dst), CONFIG_ROWS_READ)
+            continue
+        own = set(hashes[1]) - set(hashes[0])
         if own:
             out.append({"schema": schema, "name": name, "extension": extension, "rows": len(own)})
     return out

@@ -581,12 +581,15 @@ def test_findings_extensions_configuration_tables():
     assert "row-level security" in f.message and "BYPASSRLS" in f.remedy
 
 
-def test_rows_the_target_has_of_its_own_in_an_extension_configuration_table_are_named(new_database,
-                                                                                      config_extension):
+@pytest.mark.parametrize("target_major", [15, 18])
+def test_rows_the_target_has_of_its_own_in_an_extension_configuration_table_are_named(
+        new_database, new_database18, config_extension, target_major):
     """The migration replaces the rows an extension's condition selects in its configuration tables
     with the source's: an extension created on the target before, with rows of the target's own (a
-    pg_cron job, an SRID), would lose them. Rows the source has too are not lost."""
-    src, dst = new_database("cfgsrc"), new_database("cfgdst")
+    pg_cron job, an SRID), would lose them. Rows the source has too are not lost, on the same major
+    version and on a newer one."""
+    src = new_database("cfgsrc")
+    dst = new_database("cfgdst") if target_major == 15 else new_database18("cfgdst")
     for db in (src, dst):
         db.execute(f"CREATE EXTENSION {config_extension}")
     src.execute("INSERT INTO dbm_cfg_settings VALUES (10, 'mine', false); "
